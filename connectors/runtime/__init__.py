@@ -1,0 +1,1 @@
+"""Machinery every connector shares: auth, store, transport, rate budget, connections, webhooks, bulk."""
