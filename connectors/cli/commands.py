@@ -35,9 +35,7 @@ _AppFile = Annotated[Path, typer.Argument(help="App definition JSON file.", show
 _Name = Annotated[str, typer.Argument(help="Command name (with or without '.app.').", show_default=False)]
 _Args = Annotated[list[str] | None, typer.Option("--arg", help="NAME=VALUE for a permitted arg.")]
 _Body = Annotated[str | None, typer.Option("--body", help="JSON request body.")]
-_Headers = Annotated[
-    list[str] | None, typer.Option("--header", "-H", help="'Name: value' header (templated).")
-]
+_Headers = Annotated[list[str] | None, typer.Option("--header", "-H", help="'Name: value' header (templated).")]
 _Settings = Annotated[list[str] | None, typer.Option("--setting", help="KEY=VALUE app setting (secret).")]
 _Org = Annotated[str, typer.Option("--org", help="Org id the run is made for.")]
 _Timeout = Annotated[float, typer.Option("--timeout", help="Request timeout in seconds.")]
@@ -120,9 +118,7 @@ def build_app(*, transport: httpx.AsyncBaseTransport | None = None) -> typer.Typ
     Returns:
         The Typer sub-app with ``validate`` and ``run``.
     """
-    cli = typer.Typer(
-        help="Validate Kustomer app definitions and try their commands locally.", no_args_is_help=True
-    )
+    cli = typer.Typer(help="Validate Kustomer app definitions and try their commands locally.", no_args_is_help=True)
 
     @cli.command()
     def validate(path: _AppFile, as_json: _JsonOption = False) -> None:
@@ -147,9 +143,7 @@ def build_app(*, transport: httpx.AsyncBaseTransport | None = None) -> typer.Typ
             print_json({"valid": True, "app": app_definition.app, "commands": names})
             return
         console = Console()
-        summary = (
-            f"{path}: app {app_definition.app!r} is valid ({len(names)} command{'s' * (len(names) != 1)})"
-        )
+        summary = f"{path}: app {app_definition.app!r} is valid ({len(names)} command{'s' * (len(names) != 1)})"
         console.print(summary, soft_wrap=True, markup=False, highlight=False)
         if names:
             console.print(_commands_table(app_definition))

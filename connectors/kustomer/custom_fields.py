@@ -148,9 +148,7 @@ def parse_attribute_name(name: str) -> tuple[str, str]:
             base = name[: -len(suffix)]
             break
     else:
-        raise CustomAttributeError(
-            name, f"unknown type suffix; the name must end with one of {', '.join(SUFFIXES)}"
-        )
+        raise CustomAttributeError(name, f"unknown type suffix; the name must end with one of {', '.join(SUFFIXES)}")
     if not base:
         raise CustomAttributeError(name, f"the name needs a base before the {suffix!r} type suffix")
     if not _BASE_RE.fullmatch(base):

@@ -331,9 +331,7 @@ class InProcessRateLimiter:
         headroom: fraction of each budget kept unused (see the module docstring); in ``(0, 1)``.
     """
 
-    def __init__(
-        self, *, clock: Clock = time.time, sleep: Sleep = anyio.sleep, headroom: float = 0.03
-    ) -> None:
+    def __init__(self, *, clock: Clock = time.time, sleep: Sleep = anyio.sleep, headroom: float = 0.03) -> None:
         self._clock = clock
         self._sleep = sleep
         self._headroom = _check_headroom(headroom)

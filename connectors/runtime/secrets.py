@@ -117,9 +117,7 @@ def load_old_secret_keys(env: Mapping[str, str] = os.environ) -> list[bytes]:
     """
     raw = env.get(OLD_KEYS_ENV_VAR, "")
     parts = [part for part in (p.strip() for p in raw.split(",")) if part]
-    return [
-        parse_secret_key(part, source=f"{OLD_KEYS_ENV_VAR} entry #{i}") for i, part in enumerate(parts, 1)
-    ]
+    return [parse_secret_key(part, source=f"{OLD_KEYS_ENV_VAR} entry #{i}") for i, part in enumerate(parts, 1)]
 
 
 def load_secret_key(
@@ -412,6 +410,4 @@ class Secrets:
                 extra=data.get("extra") or {},
             )
         except (ValueError, TypeError):
-            raise ConfigurationError(
-                "stored secrets are malformed (cannot parse the decrypted JSON)"
-            ) from None
+            raise ConfigurationError("stored secrets are malformed (cannot parse the decrypted JSON)") from None

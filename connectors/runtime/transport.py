@@ -446,16 +446,12 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 if retry_at is not None:
                     if self._limiter is not None and headers_bucket is not None:
                         await self._limiter.penalize(headers_bucket, until=retry_at)
-                    delay = max(retry_at - now, 0.0) + policy.jitter * self._rng.uniform(
-                        0, policy.backoff_base
-                    )
+                    delay = max(retry_at - now, 0.0) + policy.jitter * self._rng.uniform(0, policy.backoff_base)
                 else:
                     delay = max(policy.backoff(attempts, self._rng), policy.backoff_base)
                 if not retries_left or waited + delay > max_wait:
                     await _discard(response)  # read (for the error body) and close
-                    raise self._rate_limit_error(
-                        request, response, attempts, waited, max_wait, now, delay, retry_at
-                    )
+                    raise self._rate_limit_error(request, response, attempts, waited, max_wait, now, delay, retry_at)
             else:
                 delay = policy.backoff(attempts, self._rng)
                 if (retry_at := server_retry_at(response.headers, now=now, include_reset=False)) is not None:
@@ -539,17 +535,13 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         retry_at: float | None,
     ) -> RateLimitError:
         when = retry_at if retry_at is not None else now + delay
-        reason = (
-            f"the wait cap of {max_wait:.1f}s" if attempts <= self._policy.max_retries else "the retry limit"
-        )
+        reason = f"the wait cap of {max_wait:.1f}s" if attempts <= self._policy.max_retries else "the retry limit"
         message = (
             f"Kustomer rate limit: {request.method} {_path(request)} got HTTP 429 after {attempts} "
             f"attempt(s) and {waited:.1f}s of waiting; retrying in {max(when - now, 0.0):.1f}s would exceed "
             f"{reason}"
         )
-        logger.warning(
-            "giving up on %s %s after %d attempt(s): HTTP 429", request.method, _path(request), attempts
-        )
+        logger.warning("giving up on %s %s after %d attempt(s): HTTP 429", request.method, _path(request), attempts)
         body = _body(response)
         code, detail = _kustomer_error(body)
         return RateLimitError(

@@ -92,9 +92,7 @@ def settings() -> InMemoryAppSettings:
 
 
 @pytest.fixture
-def make_runner(
-    clock: FakeClock, target: Target, settings: InMemoryAppSettings
-) -> Callable[..., CommandRunner]:
+def make_runner(clock: FakeClock, target: Target, settings: InMemoryAppSettings) -> Callable[..., CommandRunner]:
     """``make_runner(*definitions)`` -> a runner over the target, clock and settings (seed app by default)."""
 
     def make(*definitions: Any) -> CommandRunner:

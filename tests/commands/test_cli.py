@@ -152,9 +152,7 @@ def test_run_upstream_failure(invoke, app_file, target, secret):
     target.body = {"error": f"bad gateway for {secret}"}
     result = invoke(*seed_run(app_file, secret))
     assert result.exit_code == 1
-    assert result.stderr.startswith(
-        "error: ecommstore.app.store.refundOrder: the command target answered 502: "
-    )
+    assert result.stderr.startswith("error: ecommstore.app.store.refundOrder: the command target answered 502: ")
     assert len(result.stderr.splitlines()) == 1
     assert secret not in result.output
     as_json = invoke(*seed_run(app_file, secret, "--json"))
@@ -187,8 +185,7 @@ def test_run_without_the_setting(invoke, app_file, target):
     result = invoke("run", app_file, "ecommstore.app.store.refundOrder", "--body", '{"foo": "x"}', "--json")
     assert result.exit_code == 1
     assert (
-        "app setting 'ecommstore.default.authToken' is not set for org 'default'"
-        in json.loads(result.stdout)["error"]
+        "app setting 'ecommstore.default.authToken' is not set for org 'default'" in json.loads(result.stdout)["error"]
     )
 
 
@@ -197,9 +194,7 @@ def test_run_unknown_command_and_invalid_definition(invoke, app_file, tmp_path, 
     assert unknown.exit_code == 1
     assert unknown.stderr == "error: unknown command 'ecommstore.app.nope'\n"
     bad = tmp_path / "bad.json"
-    bad.write_text(
-        '{"app": "x", "commands": [{"name": "x.app.y", "url": "https://x.test", "httpMethod": "POST"}]}'
-    )
+    bad.write_text('{"app": "x", "commands": [{"name": "x.app.y", "url": "https://x.test", "httpMethod": "POST"}]}')
     invalid = invoke("run", bad, "x.app.y")
     assert invalid.exit_code == 1
     assert "commands/0/httpMethod" in invalid.stderr

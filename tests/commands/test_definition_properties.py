@@ -14,9 +14,7 @@ from connectors.kustomer.commands import AppDefinition, definition_errors, parse
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
 
@@ -33,8 +31,7 @@ def schemas(depth: int = 2) -> st.SearchStrategy[object]:
         st.fixed_dictionaries(
             {"type": schema_types},
             optional={
-                "properties": st.dictionaries(st.text(max_size=5), schemas(depth - 1), max_size=3)
-                | json_values,
+                "properties": st.dictionaries(st.text(max_size=5), schemas(depth - 1), max_size=3) | json_values,
                 "required": st.lists(st.text(max_size=5), max_size=3) | json_values,
                 "additionalProperties": st.booleans() | json_values,
                 "items": json_values,
@@ -71,8 +68,7 @@ commands = st.fixed_dictionaries(
         "permittedArgs": st.lists(st.text(max_size=8), max_size=3) | json_values,
         "permittedUrlArgs": st.lists(st.text(max_size=8), max_size=3),
         "url": urls | json_values,
-        "httpMethod": st.sampled_from(["get", "post", "put", "patch", "delete", "POST", "head"])
-        | json_values,
+        "httpMethod": st.sampled_from(["get", "post", "put", "patch", "delete", "POST", "head"]) | json_values,
         "auditLogging": st.booleans() | json_values,
         "cacheSeconds": st.integers(0, 700) | st.floats(allow_nan=True) | json_values,
         "appSettings": st.fixed_dictionaries(
@@ -138,9 +134,7 @@ def valid_apps(draw: st.DrawFn) -> dict[str, object]:
     app_id = draw(st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True))
     count = draw(st.integers(0, 3))
     suffixes = draw(
-        st.lists(
-            st.from_regex(r"[a-zA-Z0-9_]{1,6}", fullmatch=True), min_size=count, max_size=count, unique=True
-        )
+        st.lists(st.from_regex(r"[a-zA-Z0-9_]{1,6}", fullmatch=True), min_size=count, max_size=count, unique=True)
     )
     result = []
     for suffix in suffixes:

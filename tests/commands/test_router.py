@@ -34,9 +34,7 @@ async def async_header_org(request: Request) -> str:
 
 @pytest.fixture
 def runner(target, settings, clock):
-    return CommandRunner(
-        registries=CommandRegistries(), settings=settings, transport=target.transport, clock=clock
-    )
+    return CommandRunner(registries=CommandRegistries(), settings=settings, transport=target.transport, clock=clock)
 
 
 @pytest.fixture
@@ -57,10 +55,7 @@ async def test_register_then_run(client, seed_app, target, secret):
         registered = await register(client, seed_app)
         assert registered.json()["data"]["id"] == "ecommstore"
         assert registered.json()["data"]["type"] == "app"
-        assert (
-            registered.json()["data"]["attributes"]["commands"][0]["name"]
-            == "ecommstore.app.store.refundOrder"
-        )
+        assert registered.json()["data"]["attributes"]["commands"][0]["name"] == "ecommstore.app.store.refundOrder"
         response = await client.post(RUN, json=RUN_BODY, headers={"x-org": "org-1"})
     assert response.status_code == 200
     result = CommandResult.model_validate(response.json())
@@ -130,9 +125,7 @@ async def test_unknown_command_is_404_and_registries_are_per_org(client, seed_ap
     async with client:
         await register(client, seed_app, org="org-1")
         other_org = await client.post(RUN, json=RUN_BODY, headers={"x-org": "org-2"})
-        unknown = await client.post(
-            command_run_path("ecommstore.app.nope"), json={}, headers={"x-org": "org-1"}
-        )
+        unknown = await client.post(command_run_path("ecommstore.app.nope"), json={}, headers={"x-org": "org-1"})
     assert other_org.status_code == 404
     assert unknown.status_code == 404
     assert unknown.json()["errors"][0]["title"] == "unknown command 'ecommstore.app.nope'"
@@ -141,9 +134,7 @@ async def test_unknown_command_is_404_and_registries_are_per_org(client, seed_ap
 async def test_refused_run_is_400(client, seed_app, target):
     async with client:
         await register(client, seed_app)
-        response = await client.post(
-            RUN, json=RUN_BODY | {"args": {"other": "x"}}, headers={"x-org": "org-1"}
-        )
+        response = await client.post(RUN, json=RUN_BODY | {"args": {"other": "x"}}, headers={"x-org": "org-1"})
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "command_error"
     assert "args not in permittedArgs: other" in response.json()["errors"][0]["title"]

@@ -113,9 +113,7 @@ async def test_raw_and_escaped_interpolation_in_url_headers_and_body(make_runner
 
 async def test_missing_and_unknown_variables_render_empty(make_runner, target, acme_app):
     runner = make_runner(acme_app(permittedArgs=["a", "b"], url="https://api.acme.test/{{{a}}}/x{{b}}"))
-    await runner.run(
-        "acme.app.thing", headers={"X-U": "[{{unknown}}][{{{b}}}]"}, body={"v": "{{nothing.here}}"}
-    )
+    await runner.run("acme.app.thing", headers={"X-U": "[{{unknown}}][{{{b}}}]"}, body={"v": "{{nothing.here}}"})
     (request,) = target.requests
     assert request.url.path == "//x"
     assert request.headers["x-u"] == "[][]"
@@ -222,15 +220,11 @@ async def test_auth_token_resolves_per_org_in_headers_and_body(make_runner, targ
     assert second.headers["x-key"] == f"{secret}-two"
 
 
-@pytest.mark.parametrize(
-    "path", ['/x/{{lookup this "authToken"}}', "/x/{{#with this}}{{authToken}}{{/with}}"]
-)
+@pytest.mark.parametrize("path", ['/x/{{lookup this "authToken"}}', "/x/{{#with this}}{{authToken}}{{/with}}"])
 async def test_the_secret_is_never_in_the_url_context(make_runner, target, acme_app, settings, path):
     # Indirect references get past the definition check (which refuses {{authToken}} in a URL); the URL is
     # still rendered without the secret.
-    app = acme_app(
-        url=f"https://api.acme.test{path}", appSettings={"authToken": {"key": "acme.default.token"}}
-    )
+    app = acme_app(url=f"https://api.acme.test{path}", appSettings={"authToken": {"key": "acme.default.token"}})
     settings.set("default", "acme.default.token", "SECRET-VALUE")
     await make_runner(app).run("acme.app.thing", headers={"X-Key": "{{authToken}}"})
     (request,) = target.requests
@@ -393,9 +387,7 @@ async def test_non_json_body_is_refused(make_runner, acme_app):
 async def test_upstream_error_without_cache_is_a_failure_result(make_runner, target, acme_app):
     target.status = 404
     target.body = {"errors": [{"title": "order not found"}]}
-    runner = make_runner(
-        acme_app(outputSchema={"type": "object", "properties": {}, "additionalProperties": False})
-    )
+    runner = make_runner(acme_app(outputSchema={"type": "object", "properties": {}, "additionalProperties": False}))
     result = await runner.run("acme.app.thing")
     assert not result.ok
     assert result.status == 404
@@ -537,10 +529,7 @@ def test_run_request_accepts_url_args_alias():
 
 
 def test_command_run_path_quotes_the_name():
-    assert (
-        command_run_path("ecommstore.app.store.refundOrder")
-        == "/v1/commands/ecommstore.app.store.refundOrder/run"
-    )
+    assert command_run_path("ecommstore.app.store.refundOrder") == "/v1/commands/ecommstore.app.store.refundOrder/run"
     assert command_run_path("a/b c") == "/v1/commands/a%2Fb%20c/run"
 
 

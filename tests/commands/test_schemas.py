@@ -111,9 +111,7 @@ def test_input_nested_objects_required_and_additional_properties():
 
 
 def test_input_missing_body_counts_as_empty_object():
-    assert coerce_input(None, {"type": "object", "required": ["foo"]})[1] == [
-        "(body): 'foo' is a required property"
-    ]
+    assert coerce_input(None, {"type": "object", "required": ["foo"]})[1] == ["(body): 'foo' is a required property"]
     assert coerce_input(None, {"type": "object"}) == ({}, [])
     assert coerce_input(None, S) == ("", [])
     assert coerce_input([1], obj())[1] == ["(body): expected object, got array"]
@@ -169,9 +167,7 @@ async def test_runner_sends_the_coerced_body_and_refuses_bad_ones(make_runner, t
     runner = make_runner(acme_app(inputSchema=schema))
     await runner.run("acme.app.thing", body={"qty": "3", "ids": "a1"})
     assert json.loads(target.requests[0].content) == {"qty": 3, "ids": ["a1"]}
-    with pytest.raises(
-        CommandError, match=r"body rejected by inputSchema: \(body\): 'qty' is a required property"
-    ):
+    with pytest.raises(CommandError, match=r"body rejected by inputSchema: \(body\): 'qty' is a required property"):
         await runner.run("acme.app.thing", body={"ids": []})
     with pytest.raises(CommandError, match="qty: expected number, got string"):
         await runner.run("acme.app.thing", body={"qty": "three"})

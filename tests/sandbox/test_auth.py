@@ -47,17 +47,11 @@ async def test_region_mismatch_message(sb: Sandbox) -> None:
     async with make_client(sb, eu) as c:
         r = await c.get("/v1/customers")
     assert r.status_code == 401
-    assert (
-        first_error(r)["detail"]
-        == "Auth token associated with pod prod2 but request is being handled by prod1"
-    )
+    assert first_error(r)["detail"] == "Auth token associated with pod prod2 but request is being handled by prod1"
     india = Sandbox(sb.settings.model_copy(update={"region": "in", "customers": 1}))
     async with make_client(india, india.mint_api_key(region="us")) as c:
         r = await c.get("/v1/customers")
-    assert (
-        first_error(r)["detail"]
-        == "Auth token associated with pod prod1 but request is being handled by prod4"
-    )
+    assert first_error(r)["detail"] == "Auth token associated with pod prod1 but request is being handled by prod4"
 
 
 async def test_expired_and_revoked(sb: Sandbox, clock: FakeClock) -> None:

@@ -14,9 +14,7 @@ from .conftest import first_error
 pytestmark = pytest.mark.anyio
 
 
-async def run(
-    client: httpx.AsyncClient, sb: Sandbox, method: str, path: str, **kwargs: Any
-) -> dict[str, Any]:
+async def run(client: httpx.AsyncClient, sb: Sandbox, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     r = await client.request(method, path, **kwargs)
     assert r.status_code == 201, r.text
     job = r.json()["data"]
@@ -125,9 +123,7 @@ async def test_bulk_other_resources(client: httpx.AsyncClient, sb: Sandbox) -> N
     assert sb.state.kobjects.live[created[1]].attrs["title"] == "K2b"
     result = await run(client, sb, "DELETE", "/v1/klasses/order/bulk", json=created)
     assert result["batches"][0]["successCount"] == 2
-    result = await run(
-        client, sb, "POST", "/v1/klasses/order/bulk", json=[{"title": "A", "externalId": "same"}] * 2
-    )
+    result = await run(client, sb, "POST", "/v1/klasses/order/bulk", json=[{"title": "A", "externalId": "same"}] * 2)
     assert result["batches"][0]["failureCount"] == 2
     assert (await client.post("/v1/klasses/nope/bulk", json=[{"title": "x"}])).status_code == 404
 

@@ -28,9 +28,7 @@ async def test_company_crud_and_domains(client: httpx.AsyncClient) -> None:
     r = await client.put(f"/v1/companies/{cid}", json={"employeeCount": 12})
     assert r.json()["data"]["attributes"]["name"] == "Initrode"
     assert r.json()["data"]["attributes"]["employeeCount"] == 12
-    assert (
-        await client.post("/v1/companies", json={"name": "x", "domains": ["plain.example.org"]})
-    ).status_code == 400
+    assert (await client.post("/v1/companies", json={"name": "x", "domains": ["plain.example.org"]})).status_code == 400
 
 
 async def test_company_delete_and_patch_are_not_in_the_api(client: httpx.AsyncClient, sb: Sandbox) -> None:
@@ -88,9 +86,7 @@ async def test_users(client: httpx.AsyncClient, sb: Sandbox, token: str) -> None
     assert [u["id"] for u in many] == ids
     assert (await client.get(f"/v1/users/{ids[0]}")).json()["data"]["id"] == ids[0]
     assert (await client.get(f"/v1/users/{ids[0]},{'0' * 24}")).status_code == 404
-    r = await client.post(
-        "/v1/users", json={"name": "New Agent", "email": "agent@example.com", "userType": "hourly"}
-    )
+    r = await client.post("/v1/users", json={"name": "New Agent", "email": "agent@example.com", "userType": "hourly"})
     assert r.status_code == 201
     uid = r.json()["data"]["id"]
     r = await client.put(f"/v1/users/{uid}", json={"displayName": "Agent"})
@@ -128,6 +124,4 @@ async def test_tags(client: httpx.AsyncClient) -> None:
     assert tags
     assert all(t["type"] == "tag" for t in tags)
     one = tags[0]
-    assert (await client.get(f"/v1/tags/{one['id']}")).json()["data"]["attributes"]["name"] == one[
-        "attributes"
-    ]["name"]
+    assert (await client.get(f"/v1/tags/{one['id']}")).json()["data"]["attributes"]["name"] == one["attributes"]["name"]

@@ -42,9 +42,7 @@ async def test_conversation_crud(client: httpx.AsyncClient, sb: Sandbox) -> None
     assert attrs["messageCount"] == 0
     assert attrs["noteCount"] == 0
     assert attrs["channels"] == []
-    assert conv["relationships"]["messages"] == {
-        "links": {"self": f"/v1/conversations/{conv['id']}/messages"}
-    }
+    assert conv["relationships"]["messages"] == {"links": {"self": f"/v1/conversations/{conv['id']}/messages"}}
     assert conv["relationships"]["customer"]["data"]["id"] == cid
     assert (await client.get("/v1/conversations/externalId=conv-1")).json()["data"]["id"] == conv["id"]
     assert (await client.get("/v1/conversations/externalId=none")).status_code == 404
@@ -99,18 +97,14 @@ async def test_messages_maintain_the_conversation(client: httpx.AsyncClient) -> 
     assert conv["rev"] == 3
     msgs = (await client.get(f"/v1/conversations/{conv_id}/messages")).json()["data"]
     assert len(msgs) == 2
-    assert (await client.get("/v1/messages/externalid=m-1")).json()["data"]["attributes"][
-        "subject"
-    ] == "Re: Hi"
+    assert (await client.get("/v1/messages/externalid=m-1")).json()["data"]["attributes"]["subject"] == "Re: Hi"
     assert (await client.get("/v1/messages/externalId=m-1")).status_code == 200
     mid = msgs[0]["id"]
     r = await client.patch(f"/v1/messages/{mid}", json={"preview": "Hello"})
     assert r.json()["data"]["attributes"]["preview"] == "Hello"
     assert (await client.get(f"/v1/messages/{mid}")).json()["data"]["attributes"]["preview"] == "Hello"
     assert (await client.delete(f"/v1/messages/{mid}")).status_code == 405
-    r = await client.post(
-        "/v1/messages", json={"customer": cid, "channel": "pigeon", "direction": "in", "app": "x"}
-    )
+    r = await client.post("/v1/messages", json={"customer": cid, "channel": "pigeon", "direction": "in", "app": "x"})
     assert r.status_code == 400
     assert "channel" in error_text(r)
     r = await client.post("/v1/messages", json={"customer": cid, "channel": "sms", "direction": "in"})
@@ -156,17 +150,15 @@ async def test_notes(client: httpx.AsyncClient) -> None:
     assert r.json()["data"]["attributes"]["body"] == "edited"
     assert (await client.delete(f"/v1/notes/{note['id']}")).status_code == 204
     assert (await client.get(f"/v1/conversations/{conv}")).json()["data"]["attributes"]["noteCount"] == 1
-    assert [
-        n["attributes"]["body"] for n in (await client.get(f"/v1/conversations/{conv}/notes")).json()["data"]
-    ] == ["second"]
+    assert [n["attributes"]["body"] for n in (await client.get(f"/v1/conversations/{conv}/notes")).json()["data"]] == [
+        "second"
+    ]
     assert (await client.post("/v1/notes", json={"conversation": conv})).status_code == 400
 
 
 async def test_conversation_tags(client: httpx.AsyncClient, sb: Sandbox) -> None:
     cid = await new_customer(client)
-    conv = (await client.post(f"/v1/customers/{cid}/conversations", json={"tags": ["billing"]})).json()[
-        "data"
-    ]
+    conv = (await client.post(f"/v1/customers/{cid}/conversations", json={"tags": ["billing"]})).json()["data"]
     billing = next(t for t in sb.state.tags if t.attrs["name"] == "billing")
     r = await client.post(f"/v1/conversations/{conv['id']}/tags", json={"tags": ["brand-new", billing.id]})
     assert r.status_code == 200

@@ -96,17 +96,14 @@ async def test_sort_and_time_filters(client: httpx.AsyncClient, sb: Sandbox) -> 
     )
     data = r.json()["data"]
     assert [d["id"] for d in data] == [
-        x.id
-        for x in sorted((x for x in records if x.updated_ms >= pivot), key=lambda x: (x.updated_ms, x.id))
+        x.id for x in sorted((x for x in records if x.updated_ms >= pivot), key=lambda x: (x.updated_ms, x.id))
     ]
     assert r.json()["links"]["self"].startswith("/v1/customers?page=1&pageSize=100&filter[updatedAt][gte]=")
     r = await client.get("/v1/customers", params={"filter[updatedAt][lt]": iso(pivot), "sort": "-createdAt"})
     created = [d["attributes"]["createdAt"] for d in r.json()["data"]]
     assert created == sorted(created, reverse=True)
     assert all(d["attributes"]["updatedAt"] < iso(pivot) for d in r.json()["data"])
-    r = await client.get(
-        "/v1/customers", params={"filter[createdAt][gte]": "2020-01-01", "sort": "createdAt"}
-    )
+    r = await client.get("/v1/customers", params={"filter[createdAt][gte]": "2020-01-01", "sort": "createdAt"})
     assert r.json()["meta"]["total"] == 60
     assert (await client.get("/v1/customers", params={"filter[name][eq]": "x"})).status_code == 400
     assert (await client.get("/v1/customers", params={"filter[createdAt][gte]": "soon"})).status_code == 400
@@ -254,9 +251,7 @@ async def test_custom_attribute_errors_name_the_attribute(client: httpx.AsyncCli
     r = await client.post("/v1/customers", json={"custom": {"loyaltyTierStr": "diamond"}})
     assert r.status_code == 400
     assert "enumeration" in error_text(r)
-    r = await client.post(
-        "/v1/customers", json={"custom": {"lastOrderAt": "2026-02-03", "marketingOptInBool": "true"}}
-    )
+    r = await client.post("/v1/customers", json={"custom": {"lastOrderAt": "2026-02-03", "marketingOptInBool": "true"}})
     assert r.status_code == 201
     assert r.json()["data"]["attributes"]["custom"] == {
         "lastOrderAt": "2026-02-03T00:00:00.000Z",
@@ -264,9 +259,7 @@ async def test_custom_attribute_errors_name_the_attribute(client: httpx.AsyncCli
     }
 
 
-async def test_id_custom_attributes_need_metadata_and_existing_targets(
-    client: httpx.AsyncClient, sb: Sandbox
-) -> None:
+async def test_id_custom_attributes_need_metadata_and_existing_targets(client: httpx.AsyncClient, sb: Sandbox) -> None:
     user = sb.owner_id
     r = await client.post("/v1/customers", json={"custom": {"accountManagerId": user}})
     assert r.status_code == 201
@@ -282,9 +275,7 @@ async def test_id_custom_attributes_need_metadata_and_existing_targets(
     )
     assert r.status_code == 200
     assert r.json()["data"]["attributes"]["properties"]["favouriteAgentId"]["type"] == "id"
-    assert (
-        await client.post("/v1/customers", json={"custom": {"favouriteAgentId": user}})
-    ).status_code == 201
+    assert (await client.post("/v1/customers", json={"custom": {"favouriteAgentId": user}})).status_code == 201
     r = await client.post("/v1/customers", json={"custom": {"favouriteAgentId": [user]}})
     assert r.status_code == 400
 
@@ -323,9 +314,7 @@ async def test_customer_sub_resources(client: httpx.AsyncClient, sb: Sandbox) ->
     assert customer["conversationCounts"] == {"all": 1, "open": 1, "snoozed": 0, "done": 0}
     assert customer["lastConversation"]["id"] == conv["id"]
     assert customer["progressiveStatus"] == "open"
-    r = await client.post(
-        f"/v1/customers/{cid}/klasses/order", json={"title": "Order #1", "externalId": "o-1"}
-    )
+    r = await client.post(f"/v1/customers/{cid}/klasses/order", json={"title": "Order #1", "externalId": "o-1"})
     assert r.status_code == 201
     kobjects = (await client.get(f"/v1/customers/{cid}/klasses/order")).json()["data"]
     assert [k["attributes"]["title"] for k in kobjects] == ["Order #1"]

@@ -19,9 +19,7 @@ from .conftest import ClientFactory, first_error, make_client, small_settings
 pytestmark = pytest.mark.anyio
 
 
-async def test_inbound_web_hook(
-    client: httpx.AsyncClient, client_with_roles: ClientFactory, sb: Sandbox
-) -> None:
+async def test_inbound_web_hook(client: httpx.AsyncClient, client_with_roles: ClientFactory, sb: Sandbox) -> None:
     r = await client.post("/v1/hooks/web", json={"name": "Okendo reviews"})
     assert r.status_code == 201
     hook = r.json()["data"]
@@ -50,21 +48,15 @@ async def test_inbound_web_hook(
     }
     xml = b'<review id="7"><rating>4</rating><tag>a</tag><tag>b</tag></review>'
     r = await poster.post(path, content=xml, headers={"content-type": "application/xml"})
-    assert r.json()["data"]["attributes"]["data"] == {
-        "review": {"@id": "7", "rating": "4", "tag": ["a", "b"]}
-    }
+    assert r.json()["data"]["attributes"]["data"] == {"review": {"@id": "7", "rating": "4", "tag": ["a", "b"]}}
     bomb = b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
     assert (await poster.post(path, content=bomb, headers={"content-type": "text/xml"})).status_code == 400
-    assert (
-        await poster.post(path, content=b"{", headers={"content-type": "application/json"})
-    ).status_code == 400
+    assert (await poster.post(path, content=b"{", headers={"content-type": "application/json"})).status_code == 400
     big = b'{"x": "' + b"a" * (400 * 1024) + b'"}'
     r = await poster.post(path, content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413
     medium = b'{"x": "' + b"a" * (200 * 1024) + b'"}'
-    assert (
-        await poster.post(path, content=medium, headers={"content-type": "application/json"})
-    ).status_code == 200
+    assert (await poster.post(path, content=medium, headers={"content-type": "application/json"})).status_code == 200
     assert (await poster.post("/v1/hooks/web/unknown", json={})).status_code == 404
     stored = (await client.get("/sandbox/hooks/transactions")).json()["data"]
     assert len(stored) == len(sb.state.hook_transactions) == 5
@@ -98,9 +90,7 @@ async def test_admin_routes(sb: Sandbox) -> None:
         assert sb.settings.latency_ms == 1
         assert (await c.patch("/sandbox/settings", json={"fault_502_rate": 2})).status_code == 400
         assert (await c.patch("/sandbox/settings", json={"no_such_setting": 1})).status_code == 400
-        r = await c.post(
-            "/sandbox/oauth/clients", json={"client_id": "cli", "redirect_uris": ["http://localhost/cb"]}
-        )
+        r = await c.post("/sandbox/oauth/clients", json={"client_id": "cli", "redirect_uris": ["http://localhost/cb"]})
         assert r.status_code == 400  # confidential without secret
         r = await c.post(
             "/sandbox/oauth/clients",
@@ -111,13 +101,9 @@ async def test_admin_routes(sb: Sandbox) -> None:
         counters = (await c.get("/sandbox/requests")).json()
         assert counters["counters"]["requests"] >= 2
         assert counters["recent"][0]["path"] == "/v1/customers"
-        assert (
-            await c.put("/sandbox/app-settings", json={"ecommstore.default.authToken": "t"})
-        ).status_code == 200
+        assert (await c.put("/sandbox/app-settings", json={"ecommstore.default.authToken": "t"})).status_code == 200
         assert sb.state.app_settings[sb.org_id] == {"ecommstore.default.authToken": "t"}
-        assert (
-            await c.put("/sandbox/apps/ecommstore", json={"app": "ecommstore", "commands": []})
-        ).status_code == 200
+        assert (await c.put("/sandbox/apps/ecommstore", json={"app": "ecommstore", "commands": []})).status_code == 200
         assert (await c.get("/sandbox/apps/ecommstore")).json()["app"] == "ecommstore"
         old_org = sb.org_id
         r = await c.post("/sandbox/reset", json={"seed": 7, "settings": {"customers": 5}})
@@ -135,9 +121,7 @@ async def test_admin_token() -> None:
     sb = Sandbox(small_settings(customers=1, admin_token="letmein"))
     async with make_client(sb) as c:
         assert (await c.get("/sandbox/settings")).status_code == 401
-        assert (
-            await c.get("/sandbox/settings", headers={"x-sandbox-admin-token": "letmein"})
-        ).status_code == 200
+        assert (await c.get("/sandbox/settings", headers={"x-sandbox-admin-token": "letmein"})).status_code == 200
 
 
 async def test_extra_routers_get_auth_and_rate_limits() -> None:

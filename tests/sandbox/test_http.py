@@ -80,10 +80,7 @@ def test_core_semantics_over_http(live: Live) -> None:
     eu = sb.mint_api_key(region="eu")
     r = c.get("/v1/customers", headers={"Authorization": f"Bearer {eu}"})
     assert r.status_code == 401
-    assert (
-        first_error(r)["detail"]
-        == "Auth token associated with pod prod2 but request is being handled by prod1"
-    )
+    assert first_error(r)["detail"] == "Auth token associated with pod prod2 but request is being handled by prod1"
     assert r.headers["x-request-id"]
 
 
@@ -178,21 +175,15 @@ def test_oauth_over_http(live: Live) -> None:
             "code_verifier": verifier,
         }
         tokens = browser.post("/oauth/token", data=form, auth=("web", "secret")).json()
+        assert browser.post("/oauth/token", data=form, auth=("web", "secret")).json()["error"] == "invalid_grant"
         assert (
-            browser.post("/oauth/token", data=form, auth=("web", "secret")).json()["error"] == "invalid_grant"
-        )
-        assert (
-            browser.get(
-                "/v1/customers", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-            ).status_code
+            browser.get("/v1/customers", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code
             == 401
         )
         page = browser.get("/oauth/authorize", params=params)
         fields = dict(re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.text))
         code = parse_qs(
-            urlsplit(
-                browser.post("/oauth/authorize", data={**fields, "decision": "approve"}).headers["location"]
-            ).query
+            urlsplit(browser.post("/oauth/authorize", data={**fields, "decision": "approve"}).headers["location"]).query
         )["code"][0]
         tokens = browser.post("/oauth/token", data={**form, "code": code}, auth=("web", "secret")).json()
         api = {"Authorization": f"Bearer {tokens['access_token']}"}
@@ -204,9 +195,7 @@ def test_oauth_over_http(live: Live) -> None:
         assert reuse.status_code == 400
         assert reuse.json()["error"] == "invalid_grant"
         assert (
-            browser.get(
-                "/v1/customers", headers={"Authorization": f"Bearer {rotated['access_token']}"}
-            ).status_code
+            browser.get("/v1/customers", headers={"Authorization": f"Bearer {rotated['access_token']}"}).status_code
             == 401
         )
         again = {"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]}
@@ -245,10 +234,7 @@ def test_webhook_delivery_over_real_http(live: Live) -> None:
         headers, body = _Recorder.received[0]
         lower = {k.lower(): v for k, v in headers.items()}
         token = hook["attributes"]["token"]
-        assert (
-            lower["x-kustomer-webhook-signature"]
-            == hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
-        )
+        assert lower["x-kustomer-webhook-signature"] == hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
         assert lower["x-kustomer-webhook-event"] == "kustomer.customer.create"
         event = json.loads(body)
         assert event["data"]["id"] == created["id"]

@@ -64,9 +64,7 @@ async def test_kobject_crud(client: httpx.AsyncClient, sb: Sandbox) -> None:
     assert (await client.get(f"/v1/klasses/order/{obj['id']}")).json()["data"] == obj
     assert (await client.get("/v1/klasses/order/externalId=ord-9")).json()["data"]["id"] == obj["id"]
     assert (await client.get("/v1/klasses/order/externalId=ord-x")).status_code == 404
-    assert (
-        await client.post("/v1/klasses/order", json={"title": "dup", "externalId": "ord-9"})
-    ).status_code == 409
+    assert (await client.post("/v1/klasses/order", json={"title": "dup", "externalId": "ord-9"})).status_code == 409
     r = await client.put(f"/v1/klasses/order/{obj['id']}", json={"custom": {"orderStatusStr": "shipped"}})
     attrs = r.json()["data"]["attributes"]
     assert attrs["custom"] == {"orderTotalNum": 12.5, "orderStatusStr": "shipped"}

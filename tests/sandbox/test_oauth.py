@@ -59,9 +59,7 @@ def oauth_sb(sb: Sandbox) -> Sandbox:
     return sb
 
 
-async def token(
-    c: httpx.AsyncClient, data: dict[str, str], *, basic: tuple[str, str] | None = None
-) -> httpx.Response:
+async def token(c: httpx.AsyncClient, data: dict[str, str], *, basic: tuple[str, str] | None = None) -> httpx.Response:
     headers = {}
     if basic:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
@@ -198,9 +196,7 @@ async def test_access_token_expiry(oauth_sb: Sandbox, clock: FakeClock) -> None:
     oauth_sb.settings.oauth_access_token_ttl_seconds = 120
     async with make_client(oauth_sb) as c:
         code = (await authorize(c, scope="org.user.customer.read"))["code"][0]
-        body = (
-            await token(c, {"grant_type": "authorization_code", "code": code}, basic=("app", "s3cret"))
-        ).json()
+        body = (await token(c, {"grant_type": "authorization_code", "code": code}, basic=("app", "s3cret"))).json()
         assert "refresh_token" not in body  # no offline_access
         assert body["expires_in"] == 120
     async with make_client(oauth_sb, body["access_token"]) as api:
@@ -299,9 +295,7 @@ async def test_token_endpoint_errors(oauth_sb: Sandbox) -> None:
 async def test_refresh_cannot_widen_scope(oauth_sb: Sandbox) -> None:
     async with make_client(oauth_sb) as c:
         code = (await authorize(c))["code"][0]
-        body = (
-            await token(c, {"grant_type": "authorization_code", "code": code}, basic=("app", "s3cret"))
-        ).json()
+        body = (await token(c, {"grant_type": "authorization_code", "code": code}, basic=("app", "s3cret"))).json()
         form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
         r = await token(c, {**form, "scope": "org.admin"}, basic=("app", "s3cret"))
         assert r.json()["error"] == "invalid_scope"

@@ -30,30 +30,24 @@ async def ids(client: httpx.AsyncClient, body: dict[str, Any], **params: Any) ->
 async def test_equals_contains_in_and_not_set(client: httpx.AsyncClient, sb: Sandbox) -> None:
     target = next(c for c in sb.state.customers if len(c.attrs["emails"]) > 1)
     second = target.attrs["emails"][1]["email"].upper()
-    assert await ids(
-        client, {"queryContext": "customer", "and": [{"customer_email": {"equals": second}}]}
-    ) == [target.id]
+    assert await ids(client, {"queryContext": "customer", "and": [{"customer_email": {"equals": second}}]}) == [
+        target.id
+    ]
     name_part = target.attrs["name"].split()[0].lower()
-    found = await ids(
-        client, {"queryContext": "customer", "and": [{"customer_name": {"contains": name_part}}]}
-    )
+    found = await ids(client, {"queryContext": "customer", "and": [{"customer_name": {"contains": name_part}}]})
     assert target.id in found
     assert all(name_part in sb.state.customers.live[i].attrs["name"].lower() for i in found)
     tiers = {"in": ["gold", "platinum"]}
-    found = await ids(
-        client, {"queryContext": "customer", "and": [{"customer_custom_loyaltyTierStr": tiers}]}
-    )
-    expected = {
-        c.id for c in sb.state.customers if c.attrs["custom"]["loyaltyTierStr"] in ("gold", "platinum")
-    }
+    found = await ids(client, {"queryContext": "customer", "and": [{"customer_custom_loyaltyTierStr": tiers}]})
+    expected = {c.id for c in sb.state.customers if c.attrs["custom"]["loyaltyTierStr"] in ("gold", "platinum")}
     assert set(found) == expected
     no_phone = await ids(client, {"queryContext": "customer", "and": [{"customer_phone": {"not_set": ""}}]})
     assert set(no_phone) == {c.id for c in sb.state.customers if not c.attrs["phones"]}
     phone = next(c for c in sb.state.customers if c.attrs["phones"])
     digits = phone.attrs["phones"][0]["phone"].replace("+1", "+1 ")
-    assert await ids(
-        client, {"queryContext": "customer", "and": [{"customer_phone": {"equals": digits}}]}
-    ) == [phone.id]
+    assert await ids(client, {"queryContext": "customer", "and": [{"customer_phone": {"equals": digits}}]}) == [
+        phone.id
+    ]
 
 
 async def test_or_not_nested_and_numbers(client: httpx.AsyncClient, sb: Sandbox) -> None:
@@ -74,9 +68,7 @@ async def test_or_not_nested_and_numbers(client: httpx.AsyncClient, sb: Sandbox)
 
     def matches(c: Any) -> bool:
         custom = c.attrs["custom"]
-        either = custom["lifetimeValueNum"] >= 4000 or (
-            custom["marketingOptInBool"] and "vip" in c.attrs["tags"]
-        )
+        either = custom["lifetimeValueNum"] >= 4000 or (custom["marketingOptInBool"] and "vip" in c.attrs["tags"])
         return bool(either and custom["loyaltyTierStr"] != "bronze")
 
     assert found == {c.id for c in sb.state.customers if matches(c)}
@@ -91,13 +83,9 @@ async def test_other_contexts(client: httpx.AsyncClient, sb: Sandbox) -> None:
         {"queryContext": "conversation", "and": [{"conversation_customer_id": {"equals": customer}}]},
     )
     assert set(found) == {c.id for c in sb.state.conversations.related("customer", customer)}
-    r = await search(
-        client, {"queryContext": "conversation", "and": [{"conversation_status": {"equals": "open"}}]}
-    )
+    r = await search(client, {"queryContext": "conversation", "and": [{"conversation_status": {"equals": "open"}}]})
     assert all(d["type"] == "conversation" and d["attributes"]["status"] == "open" for d in r.json()["data"])
-    r = await search(
-        client, {"queryContext": "message", "and": [{"message_channel": {"in": ["email", "sms"]}}]}
-    )
+    r = await search(client, {"queryContext": "message", "and": [{"message_channel": {"in": ["email", "sms"]}}]})
     assert {d["attributes"]["channel"] for d in r.json()["data"]} <= {"email", "sms"}
     r = await search(client, {"queryContext": "note", "and": [{"note_body": {"contains": "billing"}}]})
     assert all("billing" in d["attributes"]["body"].lower() for d in r.json()["data"])
@@ -237,9 +225,7 @@ async def test_invalid_queries(client: httpx.AsyncClient, body: dict[str, Any]) 
     assert first_error(r)["message"]
 
 
-async def test_search_has_its_own_budget(
-    client_with_roles: ClientFactory, sb: Sandbox, clock: FakeClock
-) -> None:
+async def test_search_has_its_own_budget(client_with_roles: ClientFactory, sb: Sandbox, clock: FakeClock) -> None:
     sb.settings.search_limit_per_minute = 3
     c = client_with_roles(["org.user.search.read", "org.user.customer.read"])
     for _ in range(3):
@@ -255,18 +241,12 @@ async def test_search_has_its_own_budget(
 
 
 async def test_archive_search(client: httpx.AsyncClient, sb: Sandbox, clock: FakeClock) -> None:
-    assert (await client.post("/v1/customers/archive/search", json={"queryContext": "customer"})).json()[
-        "data"
-    ] == []
+    assert (await client.post("/v1/customers/archive/search", json={"queryContext": "customer"})).json()["data"] == []
     seed_now = sb.settings.seed_time.timestamp()
-    clock.now = (
-        seed_now + 86400 - 4 * 3600
-    )  # one day later, minus 4 grid steps: cutoff inside the seeded span
+    clock.now = seed_now + 86400 - 4 * 3600  # one day later, minus 4 grid steps: cutoff inside the seeded span
     sb.settings.search_archive_after_days = 1
     recent = await ids(client, {"queryContext": "customer"})
-    r = await client.post(
-        "/v1/customers/archive/search", json={"queryContext": "customer"}, params={"pageSize": 500}
-    )
+    r = await client.post("/v1/customers/archive/search", json={"queryContext": "customer"}, params={"pageSize": 500})
     archived = [d["id"] for d in r.json()["data"]]
     assert recent
     assert archived

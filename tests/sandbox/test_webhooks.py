@@ -77,15 +77,13 @@ async def test_events_list_and_subscription_rules(wclient: httpx.AsyncClient, ws
     wsb.settings.tag_events_enabled = True
     events = (await wclient.get("/v1/outbound-webhooks/events")).json()["events"]
     assert "kustomer.tag.create" in events
-    hook = await subscribe(
-        wclient, ["kustomer.customer.create"], headers=[{"name": "X-Env", "value": "test"}]
-    )
+    hook = await subscribe(wclient, ["kustomer.customer.create"], headers=[{"name": "X-Env", "value": "test"}])
     attrs = hook["attributes"]
     assert attrs["enabled"] is True
     assert len(attrs["token"]) == 64
-    assert (await wclient.get(f"/v1/outbound-webhooks/{hook['id']}")).json()["data"]["attributes"][
+    assert (await wclient.get(f"/v1/outbound-webhooks/{hook['id']}")).json()["data"]["attributes"]["token"] == attrs[
         "token"
-    ] == attrs["token"]
+    ]
     r = await wclient.put(f"/v1/outbound-webhooks/{hook['id']}", json={"enabled": False})
     assert r.json()["data"]["attributes"]["token"] == attrs["token"]
     for bad in (
@@ -151,9 +149,7 @@ async def test_delivery_envelope_headers_and_signature(
     assert all(t["attributes"]["success"] for t in transactions)
 
 
-async def test_events_from_every_write_path(
-    wclient: httpx.AsyncClient, wsb: Sandbox, receiver: Receiver
-) -> None:
+async def test_events_from_every_write_path(wclient: httpx.AsyncClient, wsb: Sandbox, receiver: Receiver) -> None:
     await subscribe(
         wclient,
         [
@@ -170,9 +166,7 @@ async def test_events_from_every_write_path(
     await wsb.drain_bulk()
     customer = next(iter(wsb.state.customers)).id
     await wclient.put(f"/v1/customers/{customer}", params={"replace": "true"}, json={"name": "replaced"})
-    await wclient.post(
-        f"/v1/customers/{customer}/messages", json={"channel": "chat", "direction": "in", "app": "chat"}
-    )
+    await wclient.post(f"/v1/customers/{customer}/messages", json={"channel": "chat", "direction": "in", "app": "chat"})
     await wclient.post("/v1/users", json={"name": "U", "email": "u@example.com"})
     team = next(iter(wsb.state.teams)).id
     await wclient.post(f"/v1/teams/{team}/members", json={"members": [wsb.owner_id]})
@@ -217,9 +211,7 @@ async def test_connection_errors_are_retried(clock: FakeClock) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    sb = Sandbox(
-        small_settings(webhook_max_attempts=3), clock=clock, webhook_transport=httpx.MockTransport(refuse)
-    )
+    sb = Sandbox(small_settings(webhook_max_attempts=3), clock=clock, webhook_transport=httpx.MockTransport(refuse))
     async with make_client(sb, sb.mint_api_key()) as c:
         await subscribe(c, ["kustomer.customer.create"])
         await c.post("/v1/customers", json={"name": "x"})
@@ -227,9 +219,7 @@ async def test_connection_errors_are_retried(clock: FakeClock) -> None:
     assert [d.error is not None for d in sb.state.webhook_deliveries] == [True, True, True]
 
 
-async def test_duplicates_and_reordering(
-    wclient: httpx.AsyncClient, wsb: Sandbox, receiver: Receiver
-) -> None:
+async def test_duplicates_and_reordering(wclient: httpx.AsyncClient, wsb: Sandbox, receiver: Receiver) -> None:
     wsb.settings.webhook_duplicate_rate = 1.0
     await subscribe(wclient, ["kustomer.customer.create"])
     await wclient.post("/v1/customers", json={"name": "twice"})

@@ -30,9 +30,7 @@ async def _median(client: httpx.AsyncClient, method: str, url: str, runs: int, *
 async def main(customers: int) -> None:
     start = time.perf_counter()
     sb = Sandbox(
-        SandboxSettings(
-            customers=customers, rate_limit_per_minute=1_000_000, search_limit_per_minute=1_000_000
-        )
+        SandboxSettings(customers=customers, rate_limit_per_minute=1_000_000, search_limit_per_minute=1_000_000)
     )
     built = time.perf_counter() - start
     counts = {name: len(coll) for name, coll in sb.state.collections.items() if len(coll)}
@@ -52,9 +50,7 @@ async def main(customers: int) -> None:
         )
         print(f"GET /v1/customers sorted + filtered, median of 200: {sorted_page:.2f} ms")
         body = {"queryContext": "customer", "sort": [{"customer_updated_at": "asc"}]}
-        search = await _median(
-            client, "POST", "/v1/customers/search?page={page}&pageSize=100", 100, json=body
-        )
+        search = await _median(client, "POST", "/v1/customers/search?page={page}&pageSize=100", 100, json=body)
         print(f"POST /v1/customers/search pageSize=100 (cached query), median of 100: {search:.2f} ms")
 
 

@@ -62,16 +62,12 @@ def all_rows(store: ConnectionStore) -> dict[str, list[tuple[Any, ...]]]:
                 .scalars()
                 .all()
             )
-        return {
-            table: [tuple(row) for row in conn.execute(text(f'SELECT * FROM "{table}"'))] for table in tables
-        }
+        return {table: [tuple(row) for row in conn.execute(text(f'SELECT * FROM "{table}"'))] for table in tables}
 
 
 def save_after_a_bypassing_write(store: ConnectionStore, connection_id: str) -> None:
     with store.refresh_lock(connection_id) as locked:
-        locked._conn.execute(
-            update(_connections).where(_connections.c.id == connection_id).values(token_version=99)
-        )
+        locked._conn.execute(update(_connections).where(_connections.c.id == connection_id).values(token_version=99))
         locked.save_tokens(Secrets(api_key=API_KEY), access_expires_at=None)
 
 

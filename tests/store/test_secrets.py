@@ -212,9 +212,7 @@ def test_key_from_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-def test_key_file_readable_by_others_is_warned_about(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_key_file_readable_by_others_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key_file = tmp_path / "secret.key"
     key_file.write_text(ENCODED)
     key_file.chmod(0o644)

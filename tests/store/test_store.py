@@ -240,9 +240,7 @@ def test_cas_failure_is_a_clear_error(store: ConnectionStore) -> None:
     def bypass_then_save() -> None:
         with store.refresh_lock(record.id) as locked:
             # A writer that bypassed the lock (simulated on the locked transaction itself).
-            locked._conn.execute(
-                update(_connections).where(_connections.c.id == record.id).values(token_version=7)
-            )
+            locked._conn.execute(update(_connections).where(_connections.c.id == record.id).values(token_version=7))
             locked.save_tokens(Secrets(access_token="at-x"), access_expires_at=None)
 
     with pytest.raises(StoreConflictError, match="token_version 1 is no longer current"):
@@ -283,9 +281,7 @@ async def test_refresh_lock_through_anyio_worker_threads(store: ConnectionStore)
             current = locked.record.secrets.extra.get("n", "0")
             await anyio.sleep(0.001)
             await anyio.to_thread.run_sync(
-                lambda: locked.save_tokens(
-                    Secrets(extra={"n": str(int(current) + 1)}), access_expires_at=None
-                )
+                lambda: locked.save_tokens(Secrets(extra={"n": str(int(current) + 1)}), access_expires_at=None)
             )
         finally:
             await anyio.to_thread.run_sync(cm.__exit__, None, None, None)
@@ -435,9 +431,7 @@ def test_seen_once_purges_old_entries(store: ConnectionStore) -> None:
     for i in range(20):
         store.seen_once("hooks:p", f"evt-{i}", now=float(i), retention_seconds=5)
     with store.engine.connect() as conn:
-        count = conn.execute(
-            text("SELECT COUNT(*) FROM connectors_seen_events WHERE scope = 'hooks:p'")
-        ).scalar_one()
+        count = conn.execute(text("SELECT COUNT(*) FROM connectors_seen_events WHERE scope = 'hooks:p'")).scalar_one()
     assert count <= 7  # bounded by the retention (plus the amortised purge interval)
 
 
@@ -462,9 +456,7 @@ def test_seen_once_threads_memory(box: SecretBox) -> None:
     with ConnectionStore("sqlite:///:memory:", secret_box=box) as store:
         results: list[bool] = []
         threads = [
-            threading.Thread(
-                target=lambda: results.append(store.seen_once("s", "k", now=1.0, retention_seconds=10))
-            )
+            threading.Thread(target=lambda: results.append(store.seen_once("s", "k", now=1.0, retention_seconds=10)))
             for _ in range(8)
         ]
         for thread in threads:
@@ -606,9 +598,7 @@ def test_newer_schema_is_refused(tmp_path: Path, box: SecretBox) -> None:
         ConnectionStore(url, secret_box=box)
 
 
-def test_pending_migration_steps_run_in_order(
-    tmp_path: Path, box: SecretBox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pending_migration_steps_run_in_order(tmp_path: Path, box: SecretBox, monkeypatch: pytest.MonkeyPatch) -> None:
     from connectors.runtime import store as store_module
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"

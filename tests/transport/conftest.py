@@ -86,8 +86,6 @@ class VirtualClock:
 
 
 @functools.cache
-
-
 def unique_prefix() -> str:
     return f"test:connectors:rl:{uuid.uuid4().hex}:"
 

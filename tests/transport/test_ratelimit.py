@@ -50,9 +50,7 @@ class Env:
         self.url = url
 
     @asynccontextmanager
-    async def limiter(
-        self, clock: Any, *, headroom: float = 0.03, prefix: str | None = None
-    ) -> AsyncIterator[Any]:
+    async def limiter(self, clock: Any, *, headroom: float = 0.03, prefix: str | None = None) -> AsyncIterator[Any]:
         if self.kind == "memory":
             yield InProcessRateLimiter(clock=clock.time, sleep=clock.sleep, headroom=headroom)
             return
@@ -61,9 +59,7 @@ class Env:
         own_prefix = prefix is None
         prefix = prefix or f"test:connectors:rl:{uuid.uuid4().hex}:"
         try:
-            yield RedisRateLimiter(
-                client, prefix=prefix, clock=clock.time, sleep=clock.sleep, headroom=headroom
-            )
+            yield RedisRateLimiter(client, prefix=prefix, clock=clock.time, sleep=clock.sleep, headroom=headroom)
         finally:
             if own_prefix:
                 keys = [k async for k in client.scan_iter(match=prefix + "*")]
@@ -94,9 +90,7 @@ def test_capacity_and_rate_formulas() -> None:
     assert bucket_rate(1000, 60.0, 0.03) == pytest.approx(970 / 60)
 
 
-@pytest.mark.parametrize(
-    ("limit", "headroom"), [(1, 0.03), (100, 0.03), (600, 0.03), (1000, 0.03), (60, 0.2)]
-)
+@pytest.mark.parametrize(("limit", "headroom"), [(1, 0.03), (100, 0.03), (600, 0.03), (1000, 0.03), (60, 0.2)])
 def test_capacity_plus_refill_never_exceeds_limit(limit: int, headroom: float) -> None:
     # The guarantee of the module docstring: at most floor(C + r * window) <= limit requests per window.
     assert math.floor(bucket_capacity(limit, headroom) + bucket_rate(limit, 60.0, headroom) * 60.0) <= limit
@@ -301,9 +295,7 @@ async def test_late_response_from_an_older_window_is_ignored(env: Env, clocks: A
     now = clock.now
     async with env.limiter(clock) as limiter:
         await limiter.observe(bucket, limit=1000, remaining=800, reset_at=now + 50)
-        await limiter.observe(
-            bucket, limit=1000, remaining=0, reset_at=now + 5
-        )  # older window, still running
+        await limiter.observe(bucket, limit=1000, remaining=0, reset_at=now + 5)  # older window, still running
         assert await limiter.acquire([bucket], max_wait=INF) == 0.0
 
 
@@ -436,9 +428,7 @@ async def test_redis_limiters_share_one_budget(redis_url: str, redis_prefix: str
     bucket = Bucket("org", 100, 1.0)
     clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
     try:
-        limiters = [
-            RedisRateLimiter(c, prefix=redis_prefix, clock=clock.time, sleep=clock.sleep) for c in clients
-        ]
+        limiters = [RedisRateLimiter(c, prefix=redis_prefix, clock=clock.time, sleep=clock.sleep) for c in clients]
         slots: list[float] = []
 
         async def one(limiter: RedisRateLimiter) -> None:
@@ -495,14 +485,10 @@ def _buckets(limits: dict[str, int], window: float, names: Sequence[str]) -> lis
 
 @settings(max_examples=30, deadline=None)
 @given(
-    limits=st.fixed_dictionaries(
-        {"o": st.integers(5, 80), "o:s": st.integers(1, 20), "o:b": st.integers(1, 40)}
-    ),
+    limits=st.fixed_dictionaries({"o": st.integers(5, 80), "o:s": st.integers(1, 20), "o:b": st.integers(1, 40)}),
     headroom=st.floats(0.01, 0.3),
     pattern=st.lists(
-        st.tuples(
-            st.floats(0.0, 0.5), st.lists(st.sampled_from(sorted(BUCKET_SETS)), min_size=1, max_size=12)
-        ),
+        st.tuples(st.floats(0.0, 0.5), st.lists(st.sampled_from(sorted(BUCKET_SETS)), min_size=1, max_size=12)),
         min_size=1,
         max_size=20,
     ),
@@ -548,9 +534,7 @@ OPS = st.one_of(
 @pytest.mark.redis
 @settings(max_examples=40, deadline=None)
 @given(ops=st.lists(OPS, min_size=1, max_size=60), headroom=st.sampled_from([0.03, 0.1, 0.25]))
-def test_redis_scripts_match_the_python_reference(
-    redis_url: str, ops: list[tuple[Any, ...]], headroom: float
-) -> None:
+def test_redis_scripts_match_the_python_reference(redis_url: str, ops: list[tuple[Any, ...]], headroom: float) -> None:
     """Differential test: the Lua scripts and the in-process code give the same slots and errors."""
     limits = {"o": 30, "o:s": 5, "o:b": 12}
     window = 6.0
@@ -566,9 +550,7 @@ def test_redis_scripts_match_the_python_reference(
                     try:
                         out.append(
                             round(
-                                await limiter.acquire(
-                                    _buckets(limits, window, BUCKET_SETS[op[1]]), max_wait=op[2]
-                                ),
+                                await limiter.acquire(_buckets(limits, window, BUCKET_SETS[op[1]]), max_wait=op[2]),
                                 6,
                             )
                         )

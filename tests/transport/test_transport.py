@@ -98,9 +98,7 @@ def make(
         sleep=clock.sleep,
         rng=random.Random(seed),
     )
-    client = httpx.AsyncClient(
-        transport=transport, base_url=BASE, headers={"Authorization": f"Bearer {SECRET}"}
-    )
+    client = httpx.AsyncClient(transport=transport, base_url=BASE, headers={"Authorization": f"Bearer {SECRET}"})
     return client, transport, clock
 
 
@@ -112,9 +110,7 @@ def status(code: int, **headers: str) -> httpx.Response:
     return httpx.Response(code, headers=headers, json={"errors": [{"code": "x", "title": f"HTTP {code}"}]})
 
 
-async def send(
-    client: httpx.AsyncClient, method: str, path: str = "/v1/customers", **ext: Any
-) -> httpx.Response:
+async def send(client: httpx.AsyncClient, method: str, path: str = "/v1/customers", **ext: Any) -> httpx.Response:
     return await client.request(
         method, path, json={"a": 1} if method in {"POST", "PUT", "PATCH"} else None, extensions=ext
     )
@@ -318,9 +314,7 @@ async def test_backoff_grows_exponentially_up_to_the_cap_without_jitter() -> Non
     cap=st.floats(0.1, 60),
     jitter=st.floats(0, 1),
 )
-def test_backoff_stays_within_jitter_bounds(
-    seed: int, retry: int, base: float, cap: float, jitter: float
-) -> None:
+def test_backoff_stays_within_jitter_bounds(seed: int, retry: int, base: float, cap: float, jitter: float) -> None:
     policy = RetryPolicy(backoff_base=base, backoff_max=cap, jitter=jitter)
     expected_cap = min(cap, base * 2 ** (retry - 1))
     delay = policy.backoff(retry, random.Random(seed))
@@ -369,9 +363,7 @@ def test_retry_after_parsing() -> None:
 
 
 def test_server_retry_at_takes_the_latest_hint() -> None:
-    headers = httpx.Headers(
-        {"retry-after": "5", "retry-after-ms": "9000", "x-ratelimit-reset": str(int(NOW + 7))}
-    )
+    headers = httpx.Headers({"retry-after": "5", "retry-after-ms": "9000", "x-ratelimit-reset": str(int(NOW + 7))})
     assert server_retry_at(headers, now=NOW) == NOW + 9
     assert server_retry_at(headers, now=NOW, include_reset=False) == NOW + 9
     assert server_retry_at(httpx.Headers({"x-ratelimit-reset": "20"}), now=NOW, include_reset=False) is None
@@ -699,9 +691,7 @@ async def test_every_attempt_acquires_and_every_response_is_observed() -> None:
 
 @pytest.mark.anyio
 async def test_429_penalizes_the_headers_bucket() -> None:
-    script = Script(
-        status(429, **{"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 10)}), ok()
-    )
+    script = Script(status(429, **{"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 10)}), ok())
     box: list[SpyLimiter] = []
     client, _, clock = make(script, limiter=spy_on_limiter(box))
     async with client:

@@ -86,7 +86,7 @@ async def test_a_whole_new_connector_through_the_hub(memory_store: object) -> No
         assert "genericContact::create" not in readonly.info.operations
         from connectors.errors import InsufficientPermissionsError
 
-        with pytest.raises(InsufficientPermissionsError, match="memory.write"):
+        with pytest.raises(InsufficientPermissionsError, match=r"memory\.write"):
             await readonly.resources("genericContact").create({"firstName": "X"})
     finally:
         await hub.aclose()
@@ -150,7 +150,7 @@ def test_replace_without_anything_to_replace() -> None:
             raise NotImplementedError
 
     plugin = _Plugin(register_mappers=lambda register: register("kustomer", "genericContact", Mapper(), replace=True))
-    with pytest.raises(PluginError, match="nothing|no mapper"):
+    with pytest.raises(PluginError, match=r"nothing|no mapper"):
         build_registry(plugins=[plugin], load_entrypoints=False, builtins=False)
 
 

@@ -36,9 +36,7 @@ class AuditEntry(BaseModel):
         timestamp: when the run finished (UTC, from the runner's clock).
     """
 
-    model_config = ConfigDict(
-        frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
-    )
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
 
     org_id: str
     command: str

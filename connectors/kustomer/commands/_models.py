@@ -106,8 +106,7 @@ def schema_problems(schema: Any, *, top_level: bool = True) -> list[tuple[list[s
         properties = {}
     for name, sub in properties.items():
         problems.extend(
-            (["properties", str(name), *path], message)
-            for path, message in schema_problems(sub, top_level=False)
+            (["properties", str(name), *path], message) for path, message in schema_problems(sub, top_level=False)
         )
     additional = schema.get("additionalProperties", True)
     if not isinstance(additional, bool):
@@ -213,9 +212,7 @@ class CommandDefinition(_Model):
                 raise _RuleViolation(
                     [(("permittedUrlArgs",), "give permittedArgs only (permittedUrlArgs is its old name)")]
                 )
-            data = {
-                ("permittedArgs" if key == "permittedUrlArgs" else key): value for key, value in data.items()
-            }
+            data = {("permittedArgs" if key == "permittedUrlArgs" else key): value for key, value in data.items()}
         return data
 
     @field_validator("name")
@@ -232,9 +229,7 @@ class CommandDefinition(_Model):
         seen: set[str] = set()
         for index, arg in enumerate(value):
             if arg == AUTH_TOKEN_VARIABLE:
-                problems.append(
-                    ((index,), f"{arg!r} is reserved for the secret app setting; use appSettings")
-                )
+                problems.append(((index,), f"{arg!r} is reserved for the secret app setting; use appSettings"))
             elif not _ARG_NAME.fullmatch(arg):
                 problems.append(((index,), f"{arg!r} is not a variable name (letters, digits, '_' or '-')"))
             elif arg in seen:
@@ -303,9 +298,7 @@ class AppDefinition(_Model):
         for index, command in enumerate(self.commands):
             where: list[str | int] = ["commands", index]
             if not command.name.startswith(prefix) or command.name == prefix:
-                problems.append(
-                    ([*where, "name"], f"must be prefixed {prefix!r} (e.g. '{prefix}store.refundOrder')")
-                )
+                problems.append(([*where, "name"], f"must be prefixed {prefix!r} (e.g. '{prefix}store.refundOrder')"))
             if command.name in first_index:
                 problems.append(
                     (

@@ -128,8 +128,6 @@ def commands_router(
                 problems = [(item.message.removeprefix(f"{item.path}: "), item.path) for item in errors]
                 return _error_response(400, CommandDefinitionError.code, problems)
             attributes = app.model_dump(mode="json", by_alias=True, exclude_none=True)
-            return JSONResponse(
-                {"data": {"type": "app", "id": app.app, "attributes": attributes}}, status_code=201
-            )
+            return JSONResponse({"data": {"type": "app", "id": app.app, "attributes": attributes}}, status_code=201)
 
     return router

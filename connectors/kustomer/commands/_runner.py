@@ -295,9 +295,7 @@ class CommandRunner:
         outcome: AuditOutcome = (
             "ok" if result.ok else ("transport_error" if result.status is None else "upstream_error")
         )
-        await self._record(
-            registered, org_id, audit_args, outcome, result, upstream_status, prepared.redactor
-        )
+        await self._record(registered, org_id, audit_args, outcome, result, upstream_status, prepared.redactor)
         return result
 
     async def _prepare(
@@ -315,9 +313,7 @@ class CommandRunner:
         refused = sorted(set(args) - set(command.permitted_args))
         if refused:
             allowed = ", ".join(command.permitted_args) or "none"
-            raise CommandError(
-                f"{prefix}: args not in permittedArgs: {', '.join(refused)} (permitted: {allowed})"
-            )
+            raise CommandError(f"{prefix}: args not in permittedArgs: {', '.join(refused)} (permitted: {allowed})")
         context: dict[str, Any] = dict.fromkeys(command.permitted_args, "")
         for key, value in args.items():
             if value is not None and not isinstance(value, str | int | float | bool):
@@ -329,9 +325,7 @@ class CommandRunner:
         if command.auth_token_key is not None:
             secret = await self.settings.get_setting(org_id, command.auth_token_key)
             if secret is None:
-                raise CommandError(
-                    f"{prefix}: app setting {command.auth_token_key!r} is not set for org {org_id!r}"
-                )
+                raise CommandError(f"{prefix}: app setting {command.auth_token_key!r} is not set for org {org_id!r}")
             secret_context[AUTH_TOKEN_VARIABLE] = secret
             redactor = Redactor([secret])
 
@@ -397,15 +391,11 @@ class CommandRunner:
         return resolved
 
     @staticmethod
-    def _render(
-        prefix: str, where: str, template: str, context: Mapping[str, Any], redactor: Redactor
-    ) -> str:
+    def _render(prefix: str, where: str, template: str, context: Mapping[str, Any], redactor: Redactor) -> str:
         try:
             return render_text(template, context)
         except HandlebarsError as exc:
-            raise CommandError(
-                f"{prefix}: cannot interpolate the {where}: {redactor.text(str(exc))}"
-            ) from None
+            raise CommandError(f"{prefix}: cannot interpolate the {where}: {redactor.text(str(exc))}") from None
 
     async def _execute(self, prepared: _Prepared) -> tuple[CommandResult, int | None]:
         """Serve from cache or fetch live, following Cache Fallback Mode; also return the live status."""
@@ -433,9 +423,7 @@ class CommandRunner:
                 await self.cache.deactivate_fallback(key)
             await self.cache.set_response(
                 key,
-                CachedResponse(
-                    status=live.status, headers=live.headers, body=live.body, stored_at=self._clock()
-                ),
+                CachedResponse(status=live.status, headers=live.headers, body=live.body, stored_at=self._clock()),
             )
             return self._live_result(prepared, live, fallback_active=False), live.status
         await self.cache.activate_fallback(key, at=self._clock(), status=live.status)
@@ -463,16 +451,12 @@ class CommandRunner:
                 headers["Content-Type"] = "application/json"
         try:
             async with self._client() as client:
-                response = await client.request(
-                    prepared.method, prepared.url, headers=headers, content=content
-                )
+                response = await client.request(prepared.method, prepared.url, headers=headers, content=content)
         except Exception as exc:
             # Any failure to get a response is a transport failure. Keep only the exception type: its text
             # could quote a header, and so the secret.
             return _Live(None, {}, None, f"could not reach the command target ({type(exc).__name__})")
-        kept = {
-            name: value for name, value in response.headers.items() if name.lower() in KEPT_RESPONSE_HEADERS
-        }
+        kept = {name: value for name, value in response.headers.items() if name.lower() in KEPT_RESPONSE_HEADERS}
         body = _decode(response)
         error = None if response.status_code < 400 else f"the command target answered {response.status_code}"
         return _Live(response.status_code, kept, body, error)

@@ -152,8 +152,7 @@ def coerce_input(body: Any, schema: Mapping[str, Any]) -> tuple[Any, list[str]]:
         coerced = body
     errors = Draft202012Validator(dict(schema)).iter_errors(coerced)
     problems = sorted(
-        f"{'/'.join(str(part) for part in error.absolute_path) or '(body)'}: {_message(error)}"
-        for error in errors
+        f"{'/'.join(str(part) for part in error.absolute_path) or '(body)'}: {_message(error)}" for error in errors
     )
     return coerced, problems
 

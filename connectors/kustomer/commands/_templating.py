@@ -153,9 +153,7 @@ def url_template_problems(template: str) -> list[str]:
     if error is not None:
         problems.append(error)
     elif "authToken" in extract_dependencies(template):
-        problems.append(
-            "must not use {{authToken}}: the secret app setting is only interpolated into headers and body"
-        )
+        problems.append("must not use {{authToken}}: the secret app setting is only interpolated into headers and body")
     return problems
 
 
@@ -165,9 +163,7 @@ def _host_pattern(template: str) -> re.Pattern[str] | None:
     if split is None:
         return None
     literals = _TAG.split(split[1])
-    return re.compile(
-        f"[{HOST_ARG_CHARACTERS}]*".join(re.escape(literal) for literal in literals), re.IGNORECASE
-    )
+    return re.compile(f"[{HOST_ARG_CHARACTERS}]*".join(re.escape(literal) for literal in literals), re.IGNORECASE)
 
 
 def resolved_url_problem(template: str, resolved: str) -> str | None:

@@ -6,7 +6,8 @@ Rules (see :mod:`._kobject` and :mod:`connectors.kustomer.klasses`): ``name`` <-
 the timestamp, written as midnight UTC), ``probability`` <-> ``probabilityNum``, ``stage`` <-> ``stageId``,
 ``pipeline`` <-> ``pipelineId``, ``owner`` <-> ``ownerId``, ``contacts``/``companies``/``engagements`` <->
 ``contactsId``/``companiesId``/``engagementsId`` (lists of ids; engagements must be conversations: note
-engagements cannot be referenced by an ``Id`` attribute and are refused with a MappingError). Other custom attributes <-> ``custom_fields``.
+engagements cannot be referenced by an ``Id`` attribute and are refused with a MappingError). Other custom
+attributes <-> ``custom_fields``.
 """
 
 from __future__ import annotations

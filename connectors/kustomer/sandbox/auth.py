@@ -52,9 +52,7 @@ RoleChoice = tuple[str, ...]
 """Alternatives: a credential needs any one of them."""
 
 _ADMIN_OBJECTS: Final = frozenset({"klass", "metadata", "hook", "team", "user", "brand", "tag"})
-_KOBJECT_ROLE: Final = re.compile(
-    r"org\.permission\.kobject\.kobject_[a-z0-9_-]+\.(read|create|update|delete)"
-)
+_KOBJECT_ROLE: Final = re.compile(r"org\.permission\.kobject\.kobject_[a-z0-9_-]+\.(read|create|update|delete)")
 
 
 def perm(obj: str, action: Literal["read", "create", "update", "delete"]) -> RoleChoice:

@@ -36,9 +36,7 @@ __all__ = [
     "WebHookBody",
 ]
 
-Channel = Literal[
-    "email", "sms", "chat", "facebook", "twitter-dm", "twitter-tweet", "voice", "instagram", "whatsapp"
-]
+Channel = Literal["email", "sms", "chat", "facebook", "twitter-dm", "twitter-tweet", "voice", "instagram", "whatsapp"]
 """Message channels (kustomer-api.md §3.7)."""
 CHANNELS: Final[tuple[str, ...]] = get_args(Channel)
 
@@ -79,9 +77,7 @@ Name = Annotated[str, Field(min_length=1, max_length=1024)]
 class Body(BaseModel):
     """Base of request bodies: camelCase keys, unknown keys refused."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_alias=True, validate_by_name=False, extra="forbid"
-    )
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_alias=True, validate_by_name=False, extra="forbid")
 
 
 class _Item(Body):

@@ -104,9 +104,7 @@ class BulkRunner:
                 return list(ids)
             if isinstance(body, list) and all(isinstance(i, str | dict) for i in body):
                 return [i if isinstance(i, str) else i.get("id") for i in body]
-            raise SandboxError(
-                400, "A bulk delete needs ?ids=<id>,<id> or a JSON array of ids", style="simple"
-            )
+            raise SandboxError(400, "A bulk delete needs ?ids=<id>,<id> or a JSON array of ids", style="simple")
         if method == "PUT" and ids:
             if not isinstance(body, dict):
                 raise SandboxError(400, "With ?ids= the body must be one JSON object", style="simple")
@@ -170,9 +168,7 @@ class BulkRunner:
             batch.results.append({"_clientRef": ref, "id": record_id})
         batch.success_count = len(plans)
 
-    def _plan_batch(
-        self, job: BulkJob, batch: BulkBatch, ctx: WriteContext
-    ) -> list[tuple[Any, Plan | Record]]:
+    def _plan_batch(self, job: BulkJob, batch: BulkBatch, ctx: WriteContext) -> list[tuple[Any, Plan | Record]]:
         """Validate every item of a batch (no side effects); the first invalid one raises."""
         rt = self._sb.types[job.resource]
         if job.klass and ctx.klass is None:

@@ -155,6 +155,4 @@ def error_response(
     **kwargs: Any,
 ) -> JSONResponse:
     """Shortcut: :func:`error_body` wrapped in a ``JSONResponse``."""
-    return JSONResponse(
-        error_body(status, detail, style=style, **kwargs), status_code=status, headers=headers
-    )
+    return JSONResponse(error_body(status, detail, style=style, **kwargs), status_code=status, headers=headers)

@@ -137,9 +137,7 @@ class SandboxMiddleware:
                     return
                 receive = replay
             if decision.after_write is not None and method in _WRITE_METHODS:
-                await self._with_after_write_fault(
-                    scope, receive, send_with_headers, decision.after_write, outcome
-                )
+                await self._with_after_write_fault(scope, receive, send_with_headers, decision.after_write, outcome)
             else:
                 await self.app(scope, receive, send_with_headers)
         except DroppedConnection:
@@ -200,18 +198,14 @@ class SandboxMiddleware:
         is_hook_post = method == "POST" and path.startswith("/v1/hooks/web/")
         limit = settings.max_hook_body_bytes if is_hook_post else settings.max_body_bytes
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        too_large = SandboxError(
-            413, f"Request body exceeds {limit} bytes", meta={"maxBytes": limit}
-        ).response()
+        too_large = SandboxError(413, f"Request body exceeds {limit} bytes", meta={"maxBytes": limit}).response()
         now = sb.clock()
         org = sb.state.org.id
         window = settings.rate_window_seconds
 
         def peek_headers() -> None:
             if settings.rate_limit_enabled:
-                peek = sb.limiter.peek(
-                    org, "api", limit=settings.rate_limit_per_minute, window=window, now=now
-                )
+                peek = sb.limiter.peek(org, "api", limit=settings.rate_limit_per_minute, window=window, now=now)
                 extra_headers.extend(_headers(peek.headers(style=settings.ratelimit_reset_style, now=now)))
 
         declared = headers.get("content-length", "")
@@ -277,9 +271,7 @@ class SandboxMiddleware:
         org = sb.state.org.id
         window = settings.rate_window_seconds
         if is_hook_post:
-            return sb.limiter.consume(
-                org, "hooks", limit=settings.hook_limit_per_minute, window=window, now=now
-            )
+            return sb.limiter.consume(org, "hooks", limit=settings.hook_limit_per_minute, window=window, now=now)
         if method == "POST" and path in SEARCH_PATHS and user_type == "machine":
             limit = settings.search_limit_per_minute
             search = sb.limiter.peek(org, "search", limit=limit, window=window, now=now)

@@ -126,17 +126,13 @@ class OAuthServer:
         client = state.oauth_clients.get(params.get("client_id", ""))
         if client is None:
             raise _PageError("Unknown client_id.")
-        redirect_uri = params.get("redirect_uri") or (
-            client.redirect_uris[0] if len(client.redirect_uris) == 1 else ""
-        )
+        redirect_uri = params.get("redirect_uri") or (client.redirect_uris[0] if len(client.redirect_uris) == 1 else "")
         if redirect_uri not in client.redirect_uris:
             raise _PageError("The redirect_uri is not registered for this client (exact match required).")
         state_param = params.get("state")
 
         def fail(error: str, description: str) -> str:
-            return _with_query(
-                redirect_uri, {"error": error, "error_description": description, "state": state_param}
-            )
+            return _with_query(redirect_uri, {"error": error, "error_description": description, "state": state_param})
 
         if params.get("response_type") != "code":
             return fail("unsupported_response_type", "Only response_type=code is supported.")
@@ -216,9 +212,7 @@ class OAuthServer:
                 user, _, password = decoded.partition(":")
                 basic = (unquote(user), unquote(password))
             except (ValueError, UnicodeDecodeError):
-                raise OAuthError(
-                    "invalid_client", "Malformed Basic credentials.", status=401, basic=True
-                ) from None
+                raise OAuthError("invalid_client", "Malformed Basic credentials.", status=401, basic=True) from None
         if basic and form.get("client_secret"):
             raise OAuthError("invalid_request", "Use one client authentication method, not two.")
         client_id = basic[0] if basic else form.get("client_id", "")
@@ -233,9 +227,7 @@ class OAuthServer:
                 raise OAuthError("invalid_client", "Public clients have no secret.", status=401)
             return client
         if not secret or not hmac.compare_digest(secret, client.client_secret or ""):
-            raise OAuthError(
-                "invalid_client", "Client authentication failed.", status=401, basic=basic is not None
-            )
+            raise OAuthError("invalid_client", "Client authentication failed.", status=401, basic=basic is not None)
         return client
 
     def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
@@ -295,9 +287,7 @@ class OAuthServer:
         if token.status == "rotated":
             state.counters["oauth.refresh_reuse"] += 1
             self.revoke_grant(grant, "rotated refresh token reused")
-            raise OAuthError(
-                "invalid_grant", "Refresh token already used; the whole token family was revoked."
-            )
+            raise OAuthError("invalid_grant", "Refresh token already used; the whole token family was revoked.")
         if token.status == "revoked" or grant.revoked:
             raise OAuthError("invalid_grant", "Refresh token revoked.")
         now = self._sb.now_ms()
@@ -438,9 +428,7 @@ async def authorize_post(request: Request) -> Response:
     if decision not in ("approve", "deny"):
         return _error_page("Missing decision.")
     try:
-        url = sb.oauth.decide(
-            fields.get("request_id", ""), fields.get("csrf_token", ""), approve=decision == "approve"
-        )
+        url = sb.oauth.decide(fields.get("request_id", ""), fields.get("csrf_token", ""), approve=decision == "approve")
     except _PageError as exc:
         return _error_page(str(exc))
     return RedirectResponse(url, status_code=302)
@@ -464,9 +452,7 @@ async def token_post(request: Request) -> Response:
 def build_router() -> APIRouter:
     """OAuth routes."""
     router = APIRouter(tags=["oauth"])
-    router.add_api_route(
-        "/oauth/authorize", authorize_get, methods=["GET"], summary="Authorize (consent page)"
-    )
+    router.add_api_route("/oauth/authorize", authorize_get, methods=["GET"], summary="Authorize (consent page)")
     router.add_api_route("/oauth/authorize", authorize_post, methods=["POST"], summary="Consent decision")
     router.add_api_route("/oauth/token", token_post, methods=["POST"], summary="Token endpoint")
     return router

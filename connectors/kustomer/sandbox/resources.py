@@ -232,9 +232,7 @@ class ResourceType:
 
     def new_collection(self) -> Collection:
         """An empty collection configured with this type's indexes."""
-        return Collection(
-            self.collection_name, self.type, rel_index=self.rel_index, lookup_keys=self.lookup_keys
-        )
+        return Collection(self.collection_name, self.type, rel_index=self.rel_index, lookup_keys=self.lookup_keys)
 
     @property
     def max_page_size(self) -> int:
@@ -537,9 +535,7 @@ class ResourceType:
     def after_commit(self, plan: Plan, record: Record) -> None:
         """Hook run after a plan was applied (counters, tags)."""
 
-    def system_update(
-        self, record: Record, mutate: Callable[[dict[str, Any]], None], ctx: WriteContext
-    ) -> None:
+    def system_update(self, record: Record, mutate: Callable[[dict[str, Any]], None], ctx: WriteContext) -> None:
         """Apply a server-side change (counters) as a write: ``rev``/``updatedAt`` bump and update event."""
         key = self.event_key()
         event = f"kustomer.{key}.update" if key else None
@@ -676,13 +672,7 @@ class CustomerType(ResourceType):
             if last is None or conv.id > last.id:
                 last = conv
         progressive = (
-            "open"
-            if counts["open"]
-            else "snoozed"
-            if counts["snoozed"]
-            else "done"
-            if counts["done"]
-            else None
+            "open" if counts["open"] else "snoozed" if counts["snoozed"] else "done" if counts["done"] else None
         )
         digest = int(record.id[-4:], 16)
         out: dict[str, Any] = {
@@ -1090,9 +1080,7 @@ class OutboundWebhookType(ResourceType):
             if name not in known:
                 raise SandboxError(400, f'"events" contains an unknown event {name!r}', pointer="/events")
         if plan.record is None and len(self.coll) >= settings.max_outbound_webhooks:
-            raise SandboxError(
-                400, f"An org may have at most {settings.max_outbound_webhooks} outbound webhooks"
-            )
+            raise SandboxError(400, f"An org may have at most {settings.max_outbound_webhooks} outbound webhooks")
         if plan.record is not None and "token" not in plan.attrs:
             plan.attrs["token"] = plan.record.attrs.get("token")
 

@@ -203,9 +203,7 @@ def seed(sb: Sandbox) -> None:
         }
         if rng.random() < 0.7:
             attrs["externalId"] = f"cmp-{i:05d}"
-        company = Record(
-            "company", new_id(), attrs, {}, created, updated, updated, rev=1 + (updated > created)
-        )
+        company = Record("company", new_id(), attrs, {}, created, updated, updated, rev=1 + (updated > created))
         company.created_by = company.modified_by = owner
         company_ids.append(insert(state.companies, company).id)
 
@@ -252,13 +250,9 @@ def seed(sb: Sandbox) -> None:
         updated = cluster if random_() < cluster_fraction else now - randrange(slots) * grid
         created = updated - randrange(2000) * grid
         local = f"{first}.{last}".lower().replace(" ", "").replace("-", "")
-        emails = [
-            {"id": new_id(), "type": "home", "email": f"{local}.{i}@example.com", "verified": random_() < 0.5}
-        ]
+        emails = [{"id": new_id(), "type": "home", "email": f"{local}.{i}@example.com", "verified": random_() < 0.5}]
         if random_() < 0.2:
-            emails.append(
-                {"id": new_id(), "type": "work", "email": f"{local}.{i}@example.net", "verified": False}
-            )
+            emails.append({"id": new_id(), "type": "work", "email": f"{local}.{i}@example.net", "verified": False})
         locale, zone = _LOCALES[i % len(_LOCALES)]
         custom: dict[str, Any] = {
             "loyaltyTierStr": _TIERS[randrange(4)],

@@ -63,9 +63,7 @@ def running_sandbox(
         sb.app, log_level="warning", lifespan="off", ws="none", http="h11", timeout_graceful_shutdown=1
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="kustomer-sandbox", daemon=True
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="kustomer-sandbox", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + startup_timeout

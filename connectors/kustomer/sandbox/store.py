@@ -285,9 +285,7 @@ class Collection:
         elif order == "id":
             if not ranges and where is None:
                 total = len(self.live)
-                values: Iterable[Record] = (
-                    reversed(list(self.live.values())) if descending else self.live.values()
-                )
+                values: Iterable[Record] = reversed(list(self.live.values())) if descending else self.live.values()
                 return total, list(itertools.islice(values, offset, offset + limit))
             candidates = list(self.live.values())
         else:

@@ -19,10 +19,7 @@ def iso(ms: int) -> str:
     """Format epoch milliseconds as Kustomer does: ``2026-10-21T14:02:11.925Z``."""
     seconds, millis = divmod(ms, 1000)
     t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        f".{millis:03d}Z"
-    )
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}Z"
 
 
 def to_ms(value: datetime) -> int:

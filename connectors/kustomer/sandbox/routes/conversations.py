@@ -101,9 +101,7 @@ def build_router() -> APIRouter:
     """Conversation, message and note routes."""
     router = APIRouter(tags=["conversations"])
     CONVERSATIONS.add_collection_routes(router)
-    router.add_api_route(
-        "/v1/conversations/externalId={value}", _by_external_id(CONVERSATIONS), methods=["GET"]
-    )
+    router.add_api_route("/v1/conversations/externalId={value}", _by_external_id(CONVERSATIONS), methods=["GET"])
     CONVERSATIONS.add_item_routes(router)
     for kind in ("message", "note"):
         list_children, create_child = _children(kind)

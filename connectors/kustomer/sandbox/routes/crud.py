@@ -48,9 +48,7 @@ def list_response(
         offset=(page - 1) * size,
         limit=size,
     )
-    return JSONResponse(
-        list_body(request, [rt.render(r) for r in records], page=page, size=size, total=total)
-    )
+    return JSONResponse(list_body(request, [rt.render(r) for r in records], page=page, size=size, total=total))
 
 
 @dataclass(frozen=True)
@@ -121,9 +119,7 @@ class Crud:
         if create:
             router.add_api_route(self.base, self.create, methods=["POST"], summary=f"Create a {self.type}")
 
-    def add_item_routes(
-        self, router: APIRouter, *, ops: Iterable[str] = ("get", "put", "patch", "delete")
-    ) -> None:
+    def add_item_routes(self, router: APIRouter, *, ops: Iterable[str] = ("get", "put", "patch", "delete")) -> None:
         """Register the ``{id}`` routes (register these after any literal sibling paths)."""
         handlers: dict[str, tuple[str, Any]] = {
             "get": ("GET", self.get),

@@ -98,9 +98,7 @@ async def customer_notes(request: Request) -> Response:
 
 async def customer_kobjects(request: Request) -> Response:
     """``GET /v1/customers/{id}/klasses/{name}``."""
-    sb, _ = authorize(
-        request, "customer.read", extra=("org.permission.kobject.read", "org.user.kobject.read")
-    )
+    sb, _ = authorize(request, "customer.read", extra=("org.permission.kobject.read", "org.user.kobject.read"))
     customer = sb.customer_type.get_or_404(request.path_params["id"])
     return kobject_list_for(request, "customer", customer.id)
 

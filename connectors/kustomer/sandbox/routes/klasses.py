@@ -84,9 +84,7 @@ async def klass_list(request: Request) -> Response:
     status = request.query_params.get("status") or "enabled"
     if status not in ("enabled", "existing_only", "disabled"):
         raise SandboxError(400, '"status" must be enabled, existing_only or disabled', parameter="status")
-    return list_response(
-        request, sb.types["klass"], where=lambda r: r.attrs.get("status", "enabled") == status
-    )
+    return list_response(request, sb.types["klass"], where=lambda r: r.attrs.get("status", "enabled") == status)
 
 
 async def klass_or_kobjects(request: Request) -> Response:
@@ -190,8 +188,7 @@ def _metadata_resource(request: Request) -> str:
         return resource
     raise SandboxError(
         404,
-        f"Unknown metadata resource {resource!r}: use one of {', '.join(METADATA_RESOURCES)} "
-        "or kobject_<klass>",
+        f"Unknown metadata resource {resource!r}: use one of {', '.join(METADATA_RESOURCES)} or kobject_<klass>",
     )
 
 
@@ -249,9 +246,7 @@ async def metadata_put(request: Request) -> Response:
             )
         previous = current.get(name, {}).get("type")
         if previous and previous != expected:
-            raise SandboxError(
-                400, f"attribute {name!r}: the type of an attribute cannot change", pointer=pointer
-            )
+            raise SandboxError(400, f"attribute {name!r}: the type of an attribute cannot change", pointer=pointer)
         definition["type"] = expected
         if suffix == "Id":
             target = definition.get("target")
@@ -262,9 +257,7 @@ async def metadata_put(request: Request) -> Response:
                     pointer=pointer,
                 )
         if definition.get("enumeration") is not None and suffix != "Str":
-            raise SandboxError(
-                400, f"attribute {name!r}: only Str attributes take an enumeration", pointer=pointer
-            )
+            raise SandboxError(400, f"attribute {name!r}: only Str attributes take an enumeration", pointer=pointer)
         current[name] = definition
     sb.state.metadata[resource] = current
     return _render_metadata(request, resource)
@@ -276,9 +269,7 @@ def build_router() -> APIRouter:
     router.add_api_route("/v1/klasses", klass_list, methods=["GET"], summary="List Klasses")
     router.add_api_route("/v1/klasses", KLASSES.create, methods=["POST"], summary="Create a Klass")
     router.add_api_route("/v1/klasses/{name}/externalId={value}", kobject_by_external_id, methods=["GET"])
-    router.add_api_route(
-        "/v1/klasses/{x}", klass_or_kobjects, methods=["GET"], summary="Klass by id, or KObjects"
-    )
+    router.add_api_route("/v1/klasses/{x}", klass_or_kobjects, methods=["GET"], summary="Klass by id, or KObjects")
     router.add_api_route("/v1/klasses/{x}", klass_update, methods=["PUT"], summary="Update a Klass by id")
     router.add_api_route("/v1/klasses/{x}", klass_delete, methods=["DELETE"], summary="Delete a Klass by id")
     router.add_api_route("/v1/klasses/{x}", kobject_post, methods=["POST"], summary="Create a KObject")

@@ -30,9 +30,7 @@ async def user_list(request: Request) -> Response:
     rt = sb.types["user"]
     given = [name for name in _USER_FILTERS if request.query_params.get(name) not in (None, "")]
     if len(given) > 1:
-        raise SandboxError(
-            400, f"User filters cannot be combined (got {', '.join(given)})", parameter=given[1]
-        )
+        raise SandboxError(400, f"User filters cannot be combined (got {', '.join(given)})", parameter=given[1])
     if not given:
         return list_response(request, rt)
     name = given[0]
@@ -46,9 +44,7 @@ async def user_list(request: Request) -> Response:
         return list_response(request, rt, where=lambda r: bool(r.attrs.get("pending")) is pending)
     if name == "userType":
         if value not in ("user", "machine", "limited", "hourly"):
-            raise SandboxError(
-                400, '"userType" must be user, machine, limited or hourly', parameter="userType"
-            )
+            raise SandboxError(400, '"userType" must be user, machine, limited or hourly', parameter="userType")
         return list_response(request, rt, where=lambda r: r.attrs.get("userType") == value)
     return list_response(request, rt, subset=rt.coll.lookup("email", value.lower()))
 
@@ -78,9 +74,7 @@ async def user_get(request: Request) -> Response:
     if "," not in raw:
         return single(rt.render(rt.get_or_404(raw)))
     records = [rt.get_or_404(part.strip()) for part in raw.split(",") if part.strip()]
-    body = list_body(
-        request, [rt.render(r) for r in records], page=1, size=max(1, len(records)), total=len(records)
-    )
+    body = list_body(request, [rt.render(r) for r in records], page=1, size=max(1, len(records)), total=len(records))
     return JSONResponse(body)
 
 

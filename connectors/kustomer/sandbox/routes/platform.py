@@ -66,9 +66,7 @@ def build_search_router() -> APIRouter:
     """Search routes (before ``/v1/customers/{id}``)."""
     router = APIRouter(tags=["search"])
     router.add_api_route("/v1/customers/search", search, methods=["POST"], summary="Search (all contexts)")
-    router.add_api_route(
-        "/v1/customers/archive/search", archive_search, methods=["POST"], summary="Archive search"
-    )
+    router.add_api_route("/v1/customers/archive/search", archive_search, methods=["POST"], summary="Archive search")
     return router
 
 
@@ -147,9 +145,7 @@ def build_bulk_router() -> APIRouter:
             )
     kobject_methods: tuple[Method, ...] = ("POST", "PUT", "DELETE")
     for method in kobject_methods:
-        router.add_api_route(
-            "/v1/klasses/{name}/bulk", _bulk("kobject", method, klass_path=True), methods=[method]
-        )
+        router.add_api_route("/v1/klasses/{name}/bulk", _bulk("kobject", method, klass_path=True), methods=[method])
     router.add_api_route("/v1/bulk/{id}", bulk_get, methods=["GET"])
     router.add_api_route("/v1/bulk/{id}/batches", bulk_batches, methods=["GET"])
     return router
