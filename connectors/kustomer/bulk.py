@@ -46,7 +46,7 @@ from connectors.errors import (
 from connectors.kustomer.custom_fields import CustomAttributeError, parse_attribute_name
 from connectors.kustomer.resources import KustomerBackend, _data_list, _has_next
 from connectors.runtime.bulk import BulkAction, BulkItem, Existing, ItemOutcome
-from connectors.runtime.incremental import ExportPage
+from connectors.runtime.incremental import ExportPage, MappedRecords
 from unified_models import UnifiedResource
 
 if TYPE_CHECKING:
@@ -484,7 +484,7 @@ class KustomerBulkBackend:
             page += 1
 
     async def export_page(self, page: int, size: int, *, include_raw: bool) -> ExportPage:
-        """One page of the plain list (``GET /v1/<collection>?page=&pageSize=``), mapped."""
+        """One page of the plain list (``GET /v1/<collection>?page=&pageSize=``), mapped as it is read."""
         params: dict[str, Any] = {"page": page, "pageSize": size}
         if self.spec.default_sort:
             params["sort"] = self.spec.default_sort
@@ -495,7 +495,7 @@ class KustomerBulkBackend:
         total = _count(meta.get("total")) if isinstance(meta, dict) else None
         total_pages = _count(meta.get("totalPages")) if isinstance(meta, dict) else None
         return ExportPage(
-            records=[self.resource.to_unified(r, include_raw=include_raw) for r in records],
+            records=MappedRecords(records, self.resource.unified_mapper(include_raw=include_raw)),
             has_next=_has_next(body, records, size),
             total=total,
             total_pages=total_pages,

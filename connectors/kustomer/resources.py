@@ -209,9 +209,13 @@ class KustomerBackend:
 
     def to_unified_page(self, resources: Sequence[Any], *, include_raw: bool) -> builtins.list[UnifiedResource]:
         """Map a page of Kustomer resources with one mapping context (built once per page, not per record)."""
+        return [*map(self.unified_mapper(include_raw=include_raw), resources)]
+
+    def unified_mapper(self, *, include_raw: bool) -> Callable[[Any], UnifiedResource]:
+        """A function mapping one Kustomer resource, with the mapping context built once."""
         context = self.session.mapping_context(self.model, include_raw=include_raw)
         to_unified = self.session.registry.to_unified
-        return [to_unified(resource, context) for resource in resources]
+        return lambda resource: to_unified(resource, context)
 
     def to_body(self, obj: UnifiedResource, *, current: Any = None) -> dict[str, Any]:
         """Map a unified object to Kustomer's flat request body."""

@@ -44,10 +44,10 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
 import anyio.to_thread
 
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExportBackend",
     "ExportPage",
+    "MappedRecords",
     "PullProgress",
     "Puller",
     "format_watermark_time",
@@ -78,6 +79,7 @@ logger = logging.getLogger(__name__)
 
 EPOCH: Final = "1970-01-01T00:00:00.000Z"
 _VERSION: Final = 1
+_YIELD_EVERY: Final = 10  # records between event-loop turns while a page is consumed (lets read-ahead go out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,18 +101,50 @@ class PullProgress:
     elapsed: float
 
 
+class MappedRecords(Sequence[UnifiedResource]):
+    """Provider records mapped as they are read: ``map_one(raw[i])`` on each access, nothing cached.
+
+    An export page built with it is mapped by the consumer, record by record, while the request of the next
+    page is in flight (mapping inside the fetching task would run after the response, on the critical path).
+    A record that cannot be mapped raises its ``MappingError`` when it is reached.
+    """
+
+    __slots__ = ("_map", "_raw")
+
+    def __init__(self, raw: Sequence[Any], map_one: Callable[[Any], UnifiedResource]) -> None:
+        self._raw = raw
+        self._map = map_one
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> UnifiedResource: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> MappedRecords: ...
+
+    def __getitem__(self, index: int | slice) -> UnifiedResource | MappedRecords:
+        if isinstance(index, slice):
+            return MappedRecords(self._raw[index], self._map)
+        return self._map(self._raw[index])
+
+    def __iter__(self) -> Iterator[UnifiedResource]:
+        return map(self._map, self._raw)
+
+
 @dataclass(frozen=True, slots=True)
 class ExportPage:
     """One page of a full export.
 
     Attributes:
-        records: the page's records, mapped.
+        records: the page's records, mapped (a list) or mapped as they are read (:class:`MappedRecords`).
         has_next: whether a next page exists.
         total: total records, when the provider reports it.
         total_pages: total pages, when the provider reports it.
     """
 
-    records: list[UnifiedResource]
+    records: Sequence[UnifiedResource]
     has_next: bool
     total: int | None = None
     total_pages: int | None = None
@@ -339,6 +373,7 @@ class Puller:
             async for record in self._full_sequential(mark):
                 yield record
             return
+        exporter: ExportBackend = export
         size = min(self.page_size, export.max_page_size)
         state = {"mode": "full", "page": first_page, "offset": offset, "pageSize": self.page_size, "since": mark}
         await self.commit(state)
@@ -349,18 +384,22 @@ class Puller:
         next_fetch = first_page
         page_no = first_page
         consumed = 0
+
+        def launch() -> None:
+            # Keep `concurrency` pages in flight from the start (the mark was read first, so nothing is fetched
+            # before it); once a page tells how many there are, never launch past the last one. A small export
+            # may cost up to `concurrency - 1` requests past its end, for an export that does not wait for page 1
+            # before fanning out.
+            nonlocal next_fetch
+            while len(tasks) < self.concurrency and (last_page is None or next_fetch <= last_page):
+                tasks[next_fetch] = asyncio.create_task(
+                    exporter.export_page(next_fetch, size, include_raw=self.include_raw)
+                )
+                next_fetch += 1
+
         try:
             while True:
-                # Keep `concurrency` pages in flight from the start (the mark was read first, so nothing is
-                # fetched before it); once a page tells how many there are, never launch past the last one. A
-                # small export may cost up to `concurrency - 1` requests past its end, for an export that does not
-                # wait for page 1 before fanning out.
-                ahead = self.concurrency
-                while len(tasks) < ahead and (last_page is None or next_fetch <= last_page):
-                    tasks[next_fetch] = asyncio.create_task(
-                        export.export_page(next_fetch, size, include_raw=self.include_raw)
-                    )
-                    next_fetch += 1
+                launch()
                 result = await tasks.pop(page_no)
                 self.pages += 1
                 if result.total_pages is not None:
@@ -369,9 +408,15 @@ class Puller:
                     self.total = result.total
                 if not result.has_next:
                     last_page = page_no
+                # The page just awaited is no longer in flight: request the next one(s) now, so Kustomer and the
+                # network work while the consumer handles this page (with concurrency 1 too: one request in
+                # flight at a time, but never idle). The loop gets a turn every few records, so they go out.
+                launch()
                 records = result.records[offset:] if page_no == first_page else result.records
                 skip = offset if page_no == first_page else 0
                 for position, record in enumerate(records, start=skip):
+                    if position % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
                     self.records += 1
                     if _stamp_is(record, mark_time):
                         at_mark.add(str(record.id))  # up to date as of the mark: the next pull skips it
