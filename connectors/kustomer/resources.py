@@ -219,7 +219,9 @@ class KustomerBackend:
 
     def to_body(self, obj: UnifiedResource, *, current: Any = None) -> dict[str, Any]:
         """Map a unified object to Kustomer's flat request body."""
-        context = dataclasses.replace(self.session.mapping_context(self.model), current=current)
+        context = self.session.mapping_context(self.model)
+        if current is not None:
+            context = dataclasses.replace(context, current=current)
         return self.session.registry.to_provider(obj, context)
 
     # -- paths ----------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ companies: ``externalId``, ``name``; custom objects: ``externalId``; any model: 
 records is rejected as ambiguous. Two rows of one push with the same key are never in flight together: the
 later one waits for the earlier one to land and then updates it.
 
-Creates and updates go out in bulk jobs of at most ``backend.max_items`` records (Kustomer: 100), up to
+The lookup of one group overlaps the dispatch of the group before it. Creates and updates go out in bulk jobs
+of at most ``backend.max_items`` records (Kustomer: 100), up to
 ``PushOptions.concurrency`` jobs at a time. Each item carries a client reference (``_clientRef``) echoed in
 the job results, so every landed record is tied to its row.
 
@@ -45,6 +46,7 @@ instead of risking a duplicate. Run one push per (connection, model) at a time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -492,6 +494,8 @@ class _Pusher:
         self._idle.set()
         self._active = 0
         self._slots = anyio.Semaphore(options.concurrency)
+        self._planned: tuple[list[_Row], list[_Row]] | None = None  # matched, not yet dispatched
+        self._tg: anyio.abc.TaskGroup | None = None
 
     # -- bookkeeping ------------------------------------------------------------------------------------
 
@@ -613,7 +617,8 @@ class _Pusher:
                 if group:
                     yield group
                 group, keys = [], set()
-                await self.drain()  # the earlier row with this key must land first
+                await self.flush()  # the earlier row with this key must be sent...
+                await self.drain()  # ...and land first
             group.append(row)
             if row.key is not None:
                 keys.add(row.key)
@@ -693,6 +698,23 @@ class _Pusher:
 
     async def drain(self) -> None:
         await self._idle.wait()
+
+    async def flush(self) -> None:
+        """Dispatch the planned group that waits for its turn (see :meth:`run`)."""
+        if self._planned is None:
+            return
+        creates, updates = self._planned
+        self._planned = None
+        if self.dry_run:
+            for row in creates:
+                self.finish(row, RowResult(row.index, "created"))
+            for row in updates:
+                self.finish(row, RowResult(row.index, "updated", id=row.target))
+        else:
+            assert self._tg is not None
+            await self.dispatch(self._tg, "create", creates)
+            await self.dispatch(self._tg, "update", updates)
+        self.progress()
 
     def _start(self) -> None:
         self._active += 1
@@ -899,20 +921,30 @@ class _Pusher:
         if not self.dry_run:
             await self.recover()
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             async for group in self.groups(rows):
-                creates, updates = await self.plan(group)
-                if self.dry_run:
-                    for row in creates:
-                        self.finish(row, RowResult(row.index, "created"))
-                    for row in updates:
-                        self.finish(row, RowResult(row.index, "updated", id=row.target))
-                else:
-                    await self.dispatch(tg, "create", creates)
-                    await self.dispatch(tg, "update", updates)
-                self.progress()
+                # Match group N while group N-1 is dispatched (which waits for free job slots), so the lookup's
+                # round trip hides behind the jobs. Group N never shares a key with N-1 (groups() flushes and
+                # drains first when a key repeats), so matching it before N-1 lands changes nothing.
+                # (A bare task, not a task group: the lookup's own errors must reach the caller unwrapped.)
+                planning = asyncio.ensure_future(self.plan(group))
+                try:
+                    await self.flush()
+                    self._planned = await planning
+                finally:
+                    if not planning.done():
+                        planning.cancel()
+                        planning.add_done_callback(_consume_outcome)
+            await self.flush()
         self.report.elapsed = time.monotonic() - self.started
         self.progress()
         return self.report
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    """Retrieve a cancelled task's outcome, so an error raised while it was cancelled is not reported as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _aiter(rows: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

@@ -79,6 +79,8 @@ class Session:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._record = record
+        # (model, include_raw) -> the context built from the current record object (rebuilt when it changes)
+        self._contexts: dict[tuple[str, bool], tuple[ConnectionRecord, MappingContext]] = {}
         self.registry = registry
         self.settings = settings
         self.store = store
@@ -119,11 +121,20 @@ class Session:
         return FieldMapping(fields=dict(spec))
 
     def mapping_context(self, model: str, *, include_raw: bool = False) -> MappingContext:
-        """Build the :class:`~connectors.mapping.MappingContext` for ``model``."""
-        return MappingContext(
-            connector_id=self.record.connector_id,
+        """The :class:`~connectors.mapping.MappingContext` for ``model``.
+
+        Contexts are immutable and reused while the connection's record (and so its settings) stays the same.
+        """
+        record = self.record
+        cached = self._contexts.get((model, include_raw))
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        context = MappingContext(
+            connector_id=record.connector_id,
             model=model,
             field_mapping=self.field_mapping(model),
-            settings=self.record.settings,
+            settings=record.settings,
             include_raw=include_raw,
         )
+        self._contexts[(model, include_raw)] = (record, context)
+        return context
