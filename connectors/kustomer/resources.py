@@ -311,12 +311,11 @@ class KustomerBackend:
                 ahead = None
                 if next_state is not None:
                     ahead = asyncio.ensure_future(self._fetch_page(query, strategy, next_state, size))
-                context = self.session.mapping_context(self.model, include_raw=include_raw)
-                to_unified = self.session.registry.to_unified
+                to_unified = self.unified_mapper(include_raw=include_raw)
                 for index, record in enumerate(records):
                     if index % _YIELD_EVERY == 0:
                         await asyncio.sleep(0)  # a turn for the request of the next page
-                    yield to_unified(record, context)
+                    yield to_unified(record)
         finally:
             if ahead is not None:
                 ahead.cancel()
